@@ -1,0 +1,240 @@
+//! The precompile cache: compiled artifacts of modules, keyed by the sha256 of the module's
+//! bytes and the engine's compatibility key, written only by the shim.
+//!
+//! Upstream runwasi caches only OCI Wasm-layer images, which containerd 1.6 cannot unpack;
+//! this cache covers rootfs-style images too, because the key is the bytes the shim read.
+//! The directory must be owned by root and closed to others (0700): the shim deserializes
+//! what it finds there as native code, so it refuses a cache anyone else could write and
+//! compiles without caching instead.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use wasmtime::Engine;
+
+use crate::entrypoint::Kind;
+
+const SUFFIX: &str = ".cwasm";
+
+/// Where an artifact came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    Compiled,
+}
+
+pub struct Cache {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+impl Cache {
+    /// Opens (creating with mode 0700 if needed) the cache directory, and checks that only
+    /// root can write to it.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating compile cache {}", dir.display()))?;
+        let meta = fs::metadata(dir)?;
+        if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
+            bail!(
+                "compile cache {} is writable by others (owner uid {}, mode {:o}); \
+                 it must be owned by the shim's user and not group/world writable",
+                dir.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            );
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            max_bytes,
+        })
+    }
+
+    pub fn path_for(&self, digest_hex: &str, compat: &str) -> PathBuf {
+        self.dir.join(format!("{digest_hex}-{compat}{SUFFIX}"))
+    }
+
+    /// Returns an open artifact for `bytes`, compiling and storing it on a miss.
+    pub fn get_or_compile(
+        &self,
+        engine: &Engine,
+        kind: Kind,
+        bytes: &[u8],
+        digest_hex: &str,
+        compat: &str,
+    ) -> Result<(File, Outcome)> {
+        let path = self.path_for(digest_hex, compat);
+        if let Ok(file) = File::open(&path) {
+            // Mark as recently used for eviction; failure to do so only affects eviction order.
+            let _ = file.set_modified(SystemTime::now());
+            return Ok((file, Outcome::Hit));
+        }
+        let artifact = compile(engine, kind, bytes)?;
+        let tmp = self.dir.join(format!(
+            ".{digest_hex}.{}.{}.tmp",
+            std::process::id(),
+            nanos()
+        ));
+        let write = || -> Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&artifact)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            log::warn!(
+                "could not store compiled artifact in {}: {e:#}",
+                self.dir.display()
+            );
+            return Ok((anonymous_file(&artifact)?, Outcome::Compiled));
+        }
+        if let Err(e) = self.evict(&path) {
+            log::warn!("compile cache eviction failed: {e:#}");
+        }
+        Ok((File::open(&path)?, Outcome::Compiled))
+    }
+
+    /// Removes the least recently used artifacts until the cache fits its bound; `keep` (the
+    /// artifact just written) always stays.
+    fn evict(&self, keep: &Path) -> Result<()> {
+        let mut entries = Vec::new();
+        let mut total = 0u64;
+        for e in fs::read_dir(&self.dir)? {
+            let e = e?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if !name.ends_with(SUFFIX) {
+                continue;
+            }
+            let meta = e.metadata()?;
+            total += meta.len();
+            entries.push((
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                meta.len(),
+                e.path(),
+            ));
+        }
+        if total <= self.max_bytes {
+            return Ok(());
+        }
+        entries.sort();
+        for (_, len, path) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path == keep {
+                continue;
+            }
+            fs::remove_file(&path)?;
+            log::info!("compile cache: evicted {}", path.display());
+            total -= len;
+        }
+        Ok(())
+    }
+}
+
+/// Compiles a module or component to wasmtime's artifact format.
+pub fn compile(engine: &Engine, kind: Kind, bytes: &[u8]) -> Result<Vec<u8>> {
+    match kind {
+        Kind::Module => Ok(engine.precompile_module(bytes)?),
+        Kind::Component => Ok(engine.precompile_component(bytes)?),
+        other => bail!("cannot compile {}", other.describe()),
+    }
+}
+
+/// An unlinked file holding `bytes`, for when the cache cannot be written (full disk): the run
+/// goes on, only the caching is lost.
+pub fn anonymous_file(bytes: &[u8]) -> Result<File> {
+    let fd = nix::sys::memfd::memfd_create(
+        c"warden-artifact",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    )?;
+    let mut f = File::from(fd);
+    f.write_all(bytes)?;
+    Ok(f)
+}
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine;
+
+    fn module() -> Vec<u8> {
+        wat::parse_str("(module (func (export \"_start\")))").unwrap()
+    }
+
+    #[test]
+    fn second_lookup_is_a_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("c"), 1 << 30).unwrap();
+        let engine = engine::new_engine().unwrap();
+        let compat = engine::compat_key(&engine);
+        let m = module();
+        let (_, first) = cache
+            .get_or_compile(&engine, Kind::Module, &m, "ab", &compat)
+            .unwrap();
+        let (f, second) = cache
+            .get_or_compile(&engine, Kind::Module, &m, "ab", &compat)
+            .unwrap();
+        assert_eq!((first, second), (Outcome::Compiled, Outcome::Hit));
+        // The artifact deserializes in an engine with the same settings.
+        let m = unsafe { wasmtime::Module::deserialize_open_file(&engine, f) };
+        assert!(m.is_ok());
+    }
+
+    #[test]
+    fn refuses_a_directory_others_can_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("c");
+        fs::create_dir(&c).unwrap();
+        fs::set_permissions(&c, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let err = Cache::open(&c, 1).err().unwrap();
+        assert!(err.to_string().contains("writable by others"), "{err}");
+    }
+
+    #[test]
+    fn evicts_least_recently_used_beyond_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine::new_engine().unwrap();
+        let compat = engine::compat_key(&engine);
+        let size = compile(&engine, Kind::Module, &module()).unwrap().len() as u64;
+        let cache = Cache::open(dir.path(), size * 2).unwrap();
+        for d in ["a", "b", "c"] {
+            cache
+                .get_or_compile(&engine, Kind::Module, &module(), d, &compat)
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!cache.path_for("a", &compat).exists());
+        assert!(cache.path_for("b", &compat).exists());
+        assert!(cache.path_for("c", &compat).exists());
+    }
+
+    #[test]
+    fn invalid_bytes_fail_to_compile() {
+        let engine = engine::new_engine().unwrap();
+        let mut m = module();
+        m.truncate(m.len() - 3);
+        assert!(compile(&engine, Kind::Module, &m).is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! The youki container, living in a zygote process forked from the shim before it went
+//! multi-threaded. The shim talks to it only through these calls.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use containerd_shimkit::set_logger_kv;
+use containerd_shimkit::zygote::Zygote;
+use libcontainer::container::Container as YoukiContainer;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::signal::Signal;
+use libcontainer::syscall::syscall::SyscallType;
+use sha2::{Digest, Sha256};
+
+use crate::executor::WardenExecutor;
+use crate::launch::Launch;
+
+thread_local! {
+    // Lives in the zygote process; one container per zygote.
+    static CONTAINER: RefCell<Option<YoukiContainer>> = const { RefCell::new(None) };
+}
+
+pub struct Container(Zygote);
+
+impl Container {
+    /// Spawns a zygote and creates the (not yet started) container in it.
+    pub fn build(launch: Launch) -> Result<Self> {
+        let zygote = Zygote::global().spawn();
+        zygote
+            .run(build_in_zygote, launch)
+            .map_err(|e| anyhow!(e))?;
+        Ok(Container(zygote))
+    }
+
+    pub fn pid(&self) -> Result<i32> {
+        self.with(
+            |c, _| c.pid().map(|p| p.as_raw()).ok_or_else(|| "no pid".into()),
+            (),
+        )
+    }
+
+    pub fn start(&self) -> Result<()> {
+        self.with(|c, _| c.start().map_err(|e| format!("{e:#}")), ())
+    }
+
+    pub fn kill(&self, signal: u32) -> Result<()> {
+        self.with(
+            |c, signal| {
+                let s = Signal::try_from(signal as i32).map_err(|e| format!("{e}"))?;
+                c.kill(s, true).map_err(|e| format!("{e:#}"))
+            },
+            signal,
+        )
+    }
+
+    pub fn delete(&self) -> Result<()> {
+        self.with(|c, _| c.delete(true).map_err(|e| format!("{e:#}")), ())
+    }
+
+    fn with<A, T>(&self, f: fn(&mut YoukiContainer, A) -> Result<T, String>, arg: A) -> Result<T>
+    where
+        A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        T: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    {
+        // The function pointer is valid in the zygote: it is a fork of this same binary.
+        self.0
+            .run(
+                |(f, arg): (usize, A)| -> Result<T, String> {
+                    // SAFETY: `f` was cast from a `fn(&mut YoukiContainer, A) -> Result<T,
+                    // String>` in the parent, and the zygote runs the same executable image.
+                    let f: fn(&mut YoukiContainer, A) -> Result<T, String> =
+                        unsafe { std::mem::transmute(f) };
+                    CONTAINER.with_borrow_mut(|c| match c.as_mut() {
+                        Some(c) => f(c, arg),
+                        None => Err("container not created".into()),
+                    })
+                },
+                (f as usize, arg),
+            )
+            .map_err(|e| anyhow!(e))
+    }
+}
+
+fn build_in_zygote(launch: Launch) -> Result<(), String> {
+    set_logger_kv([("instance", launch.id.as_str())]);
+    let c = create(launch).map_err(|e| format!("{e:#}"))?;
+    CONTAINER.with_borrow_mut(|slot| *slot = Some(c));
+    Ok(())
+}
+
+fn create(launch: Launch) -> Result<YoukiContainer> {
+    let Launch { id, cfg, workload } = launch;
+    let root = state_root(&cfg.containerd_address, &cfg.namespace);
+    let mut builder = ContainerBuilder::new(id, SyscallType::Linux)
+        .with_executor(WardenExecutor::new(workload))
+        .with_root_path(root)?;
+    if let Ok(f) = cfg.open_stdin() {
+        builder = builder.with_stdin(f);
+    }
+    if let Ok(f) = cfg.open_stdout() {
+        builder = builder.with_stdout(f);
+    }
+    if let Ok(f) = cfg.open_stderr() {
+        builder = builder.with_stderr(f);
+    }
+    builder
+        .as_init(&cfg.bundle)
+        .as_sibling(true)
+        .with_systemd(cfg.config.systemd_cgroup)
+        .build()
+        .context("creating the container")
+}
+
+/// youki's state directory. The node's containerd gets `/run/containerd/warden/<ns>`; any
+/// other containerd (a private one for tests, a second one on the node) gets its own root, so
+/// two containerds never share container state.
+pub fn state_root(containerd_address: &str, namespace: &str) -> PathBuf {
+    let addr = containerd_address.trim_start_matches("unix://");
+    if addr.is_empty() || addr == "/run/containerd/containerd.sock" {
+        return PathBuf::from("/run/containerd/warden").join(namespace);
+    }
+    let h = Sha256::digest(addr.as_bytes());
+    PathBuf::from("/run/warden")
+        .join(hex::encode(&h[..6]))
+        .join(namespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_roots_differ_per_containerd() {
+        assert_eq!(
+            state_root("/run/containerd/containerd.sock", "k8s.io"),
+            PathBuf::from("/run/containerd/warden/k8s.io")
+        );
+        let a = state_root("/tmp/a/containerd.sock", "ns");
+        let b = state_root("/tmp/b/containerd.sock", "ns");
+        assert_ne!(a, b);
+        assert!(a.starts_with("/run/warden") && a.ends_with("ns"));
+    }
+}

@@ -1,0 +1,68 @@
+//! The one wasmtime configuration used by both the precompiler (host side) and the runtime
+//! (container side). Artifacts are only valid for an engine with the same settings, so both
+//! sides build their engine here, and the cache key includes the engine's compatibility hash.
+
+use std::hash::{Hash, Hasher};
+
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine};
+
+/// How often the ticker advances the epoch when a run has a deadline or CPU bound.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+pub fn config() -> Config {
+    let mut config = Config::new();
+    // Deadlines and CPU-time bounds interrupt guest code at epoch checks.
+    config.epoch_interruption(true);
+    config
+}
+
+pub fn new_engine() -> Result<Engine> {
+    Ok(Engine::new(&config())?)
+}
+
+/// A stable hex digest of the engine's compatibility hash and the wasmtime version, so that a
+/// cache entry written by one build is never deserialized by an incompatible one.
+pub fn compat_key(engine: &Engine) -> String {
+    let mut h = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    concat!("wasmtime-", env!("CARGO_PKG_VERSION")).hash(&mut h);
+    hex::encode(&h.0.finalize()[..8])
+}
+
+/// A `Hasher` that feeds sha256, so the result does not depend on std's hasher seeds.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compat_key_is_stable_for_the_same_config() {
+        let a = new_engine().unwrap();
+        let b = new_engine().unwrap();
+        assert_eq!(compat_key(&a), compat_key(&b));
+        assert_eq!(compat_key(&a).len(), 16);
+    }
+
+    #[test]
+    fn compat_key_changes_with_the_config() {
+        let a = new_engine().unwrap();
+        let mut c = config();
+        c.epoch_interruption(false);
+        let b = Engine::new(&c).unwrap();
+        assert_ne!(compat_key(&a), compat_key(&b));
+    }
+}

@@ -1,0 +1,263 @@
+//! Finding and classifying a container's entrypoint, on the host side.
+//!
+//! The entrypoint is `process.args[0]` of the OCI spec, resolved inside the container's rootfs.
+//! Resolution uses `openat2(RESOLVE_IN_ROOT)`, so a symlink in the image can never make the
+//! shim read a host file. Classification decides what may run: a Wasm module or component is
+//! compiled by the shim; native code (ELF, `#!` scripts, and wasmtime's own precompiled
+//! artifacts, which are ELF objects) is refused unless the policy allows it.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// Modules larger than this are refused rather than read into memory.
+pub const MAX_MODULE_BYTES: u64 = 512 << 20;
+
+/// What the entrypoint's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A core Wasm module (WASI preview 1, `_start`).
+    Module,
+    /// A Wasm component (WASI preview 2 or later, `wasi:cli/run`).
+    Component,
+    /// A wasmtime precompiled artifact (`.cwasm`): native code the shim did not compile.
+    Precompiled,
+    /// An ELF executable.
+    Elf,
+    /// A `#!` script.
+    Script,
+    /// Anything else.
+    Unknown,
+}
+
+impl Kind {
+    pub fn is_native(self) -> bool {
+        matches!(self, Kind::Elf | Kind::Script)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Module => "a Wasm module",
+            Kind::Component => "a Wasm component",
+            Kind::Precompiled => "a wasmtime precompiled artifact (native code)",
+            Kind::Elf => "a native ELF executable",
+            Kind::Script => "a #! script",
+            Kind::Unknown => "neither Wasm nor a native executable",
+        }
+    }
+}
+
+/// Classifies the first bytes of an entrypoint. Precompiled artifacts are checked before ELF
+/// because a `.cwasm` is an ELF object.
+pub fn classify(bytes: &[u8]) -> Kind {
+    if wasmtime::Engine::detect_precompiled(bytes).is_some() {
+        return Kind::Precompiled;
+    }
+    match bytes {
+        // The binary format's preamble: magic, then a version/layer word. Core modules are
+        // version 1 (layer 0); components carry layer 1.
+        [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ..] => Kind::Module,
+        [0x00, 0x61, 0x73, 0x6d, _, _, 0x01, 0x00, ..] => Kind::Component,
+        [0x7f, b'E', b'L', b'F', ..] => Kind::Elf,
+        [b'#', b'!', ..] => Kind::Script,
+        _ => Kind::Unknown,
+    }
+}
+
+/// The entrypoint as read from the rootfs.
+pub struct Entrypoint {
+    /// The path inside the container, as the spec named it after resolution.
+    pub path: String,
+    pub bytes: Vec<u8>,
+    pub kind: Kind,
+}
+
+/// Resolves `arg0` like the container's init would (absolute, relative to `cwd`, or searched in
+/// the spec's `PATH`) and reads it from `rootfs`. Native files are only read far enough to
+/// classify them.
+pub fn read(rootfs: &Path, arg0: &str, cwd: &str, env: &[String]) -> Result<Entrypoint> {
+    if arg0.is_empty() {
+        bail!("the container has no entrypoint (process.args is empty)");
+    }
+    let root =
+        File::open(rootfs).with_context(|| format!("opening rootfs {}", rootfs.display()))?;
+    let candidates = candidates(arg0, cwd, env);
+    let mut last_err = None;
+    for path in &candidates {
+        match open_in_root(&root, path) {
+            Ok(file) => return read_entry(file, path),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let err = last_err.map(|e| e.to_string()).unwrap_or_default();
+    bail!(
+        "entrypoint {arg0:?} not found in the image (looked at {}): {err}; \
+         with ctr, the first argument after the container id is the module's path",
+        candidates.join(", ")
+    )
+}
+
+fn read_entry(file: File, path: &str) -> Result<Entrypoint> {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        bail!("entrypoint {path} is not a regular file");
+    }
+    if meta.len() > MAX_MODULE_BYTES {
+        bail!(
+            "entrypoint {path} is {} bytes, more than the {} byte limit",
+            meta.len(),
+            MAX_MODULE_BYTES
+        );
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MODULE_BYTES)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading entrypoint {path}"))?;
+    let kind = classify(&bytes);
+    if kind.is_native() {
+        bytes.truncate(0);
+    }
+    Ok(Entrypoint {
+        path: path.to_string(),
+        bytes,
+        kind,
+    })
+}
+
+/// Paths inside the container to try for `arg0`, in order.
+pub fn candidates(arg0: &str, cwd: &str, env: &[String]) -> Vec<String> {
+    if arg0.starts_with('/') {
+        return vec![arg0.to_string()];
+    }
+    if arg0.contains('/') {
+        let base = if cwd.is_empty() { "/" } else { cwd };
+        return vec![format!("{}/{}", base.trim_end_matches('/'), arg0)];
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut out: Vec<String> = path
+        .split(':')
+        .filter(|d| d.starts_with('/'))
+        .map(|d| format!("{}/{}", d.trim_end_matches('/'), arg0))
+        .collect();
+    // Wasm images commonly put the module at the root or in the working directory.
+    out.push(format!("/{arg0}"));
+    out
+}
+
+/// Opens `path` for reading with `root` as the filesystem root: `..` and absolute symlinks
+/// cannot leave it, and magic links (`/proc/self/fd/...`) are refused.
+fn open_in_root(root: &File, path: &str) -> std::io::Result<File> {
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    let c_path = std::ffi::CString::new(path.trim_start_matches('/'))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 reads `how` (size given) and the NUL-terminated path; both outlive the
+    // call. On success it returns a new fd we own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c_path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor returned by the kernel.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+}
+
+/// The rootfs directory of a bundle, from the spec's `root.path`.
+pub fn rootfs_of(bundle: &Path, root_path: &Path) -> PathBuf {
+    if root_path.is_absolute() {
+        root_path.to_path_buf()
+    } else {
+        bundle.join(root_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_by_preamble() {
+        let module = wat::parse_str("(module)").unwrap();
+        assert_eq!(classify(&module), Kind::Module);
+        let component = wat::parse_str("(component)").unwrap();
+        assert_eq!(classify(&component), Kind::Component);
+        assert_eq!(classify(b"\x7fELF\x02\x01\x01"), Kind::Elf);
+        assert_eq!(classify(b"#!/bin/sh\n"), Kind::Script);
+        assert_eq!(classify(b"hello"), Kind::Unknown);
+        assert_eq!(classify(b""), Kind::Unknown);
+        assert_eq!(classify(b"\0asm"), Kind::Unknown);
+    }
+
+    #[test]
+    fn precompiled_artifacts_are_recognised_before_elf() {
+        let engine = crate::engine::new_engine().unwrap();
+        let module = wat::parse_str("(module)").unwrap();
+        let cwasm = engine.precompile_module(&module).unwrap();
+        assert_eq!(&cwasm[..4], b"\x7fELF");
+        assert_eq!(classify(&cwasm), Kind::Precompiled);
+    }
+
+    #[test]
+    fn candidates_follow_path_rules() {
+        assert_eq!(candidates("/app.wasm", "/", &[]), vec!["/app.wasm"]);
+        assert_eq!(candidates("./a.wasm", "/srv", &[]), vec!["/srv/./a.wasm"]);
+        let env = vec!["PATH=/bin:relative:/opt/x/".to_string()];
+        assert_eq!(
+            candidates("hello.wasm", "/", &env),
+            vec!["/bin/hello.wasm", "/opt/x/hello.wasm", "/hello.wasm"]
+        );
+    }
+
+    #[test]
+    fn symlinks_cannot_leave_the_rootfs() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"\0asm\x01\0\0\0").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../secret", root.path().join("rel")).unwrap();
+        std::fs::write(root.path().join("secret"), b"#!/bin/sh\n").unwrap();
+        // Both links resolve inside the root: the absolute one to a path that does not exist
+        // there, the relative one to the root's own `secret`.
+        assert!(read(root.path(), "/abs", "/", &[]).is_err());
+        let e = read(root.path(), "/rel", "/", &[]).unwrap();
+        assert_eq!(e.kind, Kind::Script);
+    }
+
+    #[test]
+    fn reads_a_module_and_reports_a_missing_one() {
+        let root = tempfile::tempdir().unwrap();
+        let module = wat::parse_str("(module)").unwrap();
+        std::fs::write(root.path().join("m.wasm"), &module).unwrap();
+        let e = read(root.path(), "/m.wasm", "/", &[]).unwrap();
+        assert_eq!((e.kind, e.bytes), (Kind::Module, module));
+        let err = read(root.path(), "/nope.wasm", "/", &[]).err().unwrap();
+        assert!(err.to_string().contains("not found in the image"), "{err}");
+        assert!(read(root.path(), "", "/", &[]).is_err());
+        std::fs::create_dir(root.path().join("d")).unwrap();
+        assert!(read(root.path(), "/d", "/", &[]).is_err());
+    }
+}

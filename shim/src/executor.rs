@@ -1,0 +1,143 @@
+//! The libcontainer executor: the code that runs as the container's process, after youki has
+//! set up namespaces, cgroups, mounts and pivoted into the rootfs.
+//!
+//! It never decides anything: the host side already chose between native (the pod sandbox, or
+//! a profile that grants `native`) and Wasm, and fixed the grants. A Wasm workload runs in
+//! wasmtime here with a WASI context built from those grants only.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::sync::Arc;
+
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{
+    Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
+};
+use oci_spec::runtime::Spec;
+use warden_policy::Grants;
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+
+use crate::launch::{WasmWorkload, Workload};
+use crate::run::{Outcome, Program};
+use crate::{engine, run, wasi_ctx};
+
+#[derive(Clone)]
+pub struct WardenExecutor(Arc<Kind>);
+
+enum Kind {
+    Native,
+    Wasm {
+        artifact: File,
+        component: bool,
+        args: Vec<String>,
+        grants: Grants,
+        module_path: String,
+        digest: String,
+    },
+}
+
+impl WardenExecutor {
+    pub fn new(workload: Workload) -> Self {
+        Self(Arc::new(match workload {
+            Workload::Native => Kind::Native,
+            Workload::Wasm(WasmWorkload {
+                artifact,
+                component,
+                args,
+                grants,
+                module_path,
+                digest,
+            }) => Kind::Wasm {
+                artifact: artifact.into_inner(),
+                component,
+                args,
+                grants,
+                module_path,
+                digest,
+            },
+        }))
+    }
+}
+
+impl Executor for WardenExecutor {
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        match &*self.0 {
+            Kind::Native => DefaultExecutor {}.validate(spec),
+            Kind::Wasm { .. } => Ok(()),
+        }
+    }
+
+    fn setup_envs(&self, envs: HashMap<String, String>) -> Result<(), ExecutorSetEnvsError> {
+        match &*self.0 {
+            Kind::Native => DefaultExecutor {}.setup_envs(envs),
+            // A guest's environment is exactly what its grants name, built into the WASI
+            // context; the runner process's own environment is irrelevant to it.
+            Kind::Wasm { .. } => Ok(()),
+        }
+    }
+
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        match &*self.0 {
+            Kind::Native => {
+                log::info!("running native container (pod sandbox or granted native)");
+                DefaultExecutor {}.exec(spec)
+            }
+            Kind::Wasm {
+                artifact,
+                component,
+                args,
+                grants,
+                module_path,
+                digest,
+            } => {
+                log::info!(
+                    "running {module_path} ({digest}) with grants: {}",
+                    grants.summary()
+                );
+                let outcome = run_wasm(artifact, *component, args, grants);
+                if let Some(msg) = outcome.message() {
+                    log::error!("{module_path}: {msg}");
+                    eprintln!("warden: {module_path}: {msg}");
+                }
+                log::info!(
+                    "{module_path} finished with exit code {}",
+                    outcome.exit_code()
+                );
+                std::process::exit(outcome.exit_code())
+            }
+        }
+    }
+}
+
+fn run_wasm(artifact: &File, component: bool, args: &[String], grants: &Grants) -> Outcome {
+    let setup = || -> anyhow::Result<(Engine, Program)> {
+        let engine = engine::new_engine()?;
+        let file = artifact.try_clone()?;
+        // SAFETY: the artifact was compiled by this shim, on the host side, with the same
+        // engine configuration, and is held through an fd the guest cannot reach.
+        let program = unsafe {
+            if component {
+                let mut bytes = Vec::new();
+                (&file).read_to_end(&mut bytes)?;
+                Program::Component(Component::deserialize(&engine, &bytes)?)
+            } else {
+                Program::Module(Module::deserialize_open_file(&engine, file)?)
+            }
+        };
+        Ok((engine, program))
+    };
+    let (engine, program) = match setup() {
+        Ok(p) => p,
+        Err(e) => return Outcome::SetupFailed(format!("{e:#}")),
+    };
+    let on_deny = Arc::new(|what: String| {
+        log::warn!("denied by policy: {what}");
+    });
+    let wasi = match wasi_ctx::builder(grants, args, on_deny) {
+        Ok(w) => w,
+        Err(e) => return Outcome::SetupFailed(format!("{e:#}")),
+    };
+    run::run(&engine, program, wasi, &grants.limits)
+}

@@ -1,0 +1,138 @@
+//! What the host side knows about a container, read from its OCI spec (`config.json`).
+//!
+//! Pure extraction, no I/O: CRI annotations name the pod and container type; for `ctr` (no
+//! pod) the containerd namespace stands for the pod's namespace.
+
+use std::collections::HashMap;
+
+use oci_spec::runtime::Spec;
+
+pub const ANN_PROFILE: &str = "warden.dev/profile";
+pub const ANN_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+pub const ANN_POD_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
+pub const ANN_POD_NAME: &str = "io.kubernetes.cri.sandbox-name";
+pub const ANN_IMAGE: &str = "io.kubernetes.cri.image-name";
+pub const ANN_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The namespace the policy applies: the pod's, or containerd's for `ctr`.
+    pub namespace: String,
+    pub pod_name: Option<String>,
+    pub container_name: Option<String>,
+    pub image: Option<String>,
+    /// A Kubernetes pod sandbox (pause) container.
+    pub sandbox: bool,
+    /// The profile the pod asked for with `warden.dev/profile`.
+    pub requested_profile: Option<String>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    /// Destinations of the container's mounts.
+    pub mounts: Vec<String>,
+}
+
+impl Facts {
+    pub fn from_spec(spec: &Spec, containerd_namespace: &str) -> Self {
+        let empty = HashMap::new();
+        let ann = spec.annotations().as_ref().unwrap_or(&empty);
+        let get = |k: &str| ann.get(k).filter(|v| !v.is_empty()).cloned();
+        let process = spec.process().as_ref();
+        Facts {
+            namespace: get(ANN_POD_NAMESPACE).unwrap_or_else(|| containerd_namespace.to_string()),
+            pod_name: get(ANN_POD_NAME),
+            container_name: get(ANN_CONTAINER_NAME),
+            image: get(ANN_IMAGE),
+            sandbox: get(ANN_CONTAINER_TYPE).as_deref() == Some("sandbox"),
+            requested_profile: get(ANN_PROFILE),
+            args: process.and_then(|p| p.args().clone()).unwrap_or_default(),
+            env: process.and_then(|p| p.env().clone()).unwrap_or_default(),
+            cwd: process
+                .map(|p| p.cwd().to_string_lossy().into_owned())
+                .unwrap_or_else(|| "/".into()),
+            mounts: spec
+                .mounts()
+                .as_ref()
+                .map(|ms| {
+                    ms.iter()
+                        .map(|m| m.destination().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The container env as name/value pairs (what the policy filters).
+    #[allow(dead_code)] // used by the policy decision
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::{MountBuilder, ProcessBuilder, RootBuilder, SpecBuilder};
+
+    use super::*;
+
+    #[test]
+    fn cri_annotations_name_the_pod() {
+        let ann: HashMap<String, String> = [
+            (ANN_POD_NAMESPACE, "payments"),
+            (ANN_POD_NAME, "api-0"),
+            (ANN_CONTAINER_TYPE, "container"),
+            (ANN_PROFILE, "payments-api"),
+            (ANN_IMAGE, "example.com/api:1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let spec = SpecBuilder::default()
+            .root(RootBuilder::default().path("rootfs").build().unwrap())
+            .process(
+                ProcessBuilder::default()
+                    .args(vec!["/app.wasm".to_string(), "x".into()])
+                    .env(vec!["A=1".to_string(), "B=x=y".into()])
+                    .cwd("/srv")
+                    .build()
+                    .unwrap(),
+            )
+            .mounts(vec![
+                MountBuilder::default()
+                    .destination("/data")
+                    .build()
+                    .unwrap(),
+            ])
+            .annotations(ann)
+            .build()
+            .unwrap();
+        let f = Facts::from_spec(&spec, "k8s.io");
+        assert_eq!(f.namespace, "payments");
+        assert_eq!(f.pod_name.as_deref(), Some("api-0"));
+        assert_eq!(f.requested_profile.as_deref(), Some("payments-api"));
+        assert_eq!(f.image.as_deref(), Some("example.com/api:1"));
+        assert!(!f.sandbox);
+        assert_eq!(f.args, vec!["/app.wasm", "x"]);
+        assert_eq!(f.cwd, "/srv");
+        assert_eq!(f.mounts, vec!["/data"]);
+        assert_eq!(
+            f.env_pairs(),
+            vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+    }
+
+    #[test]
+    fn ctr_containers_use_the_containerd_namespace() {
+        let spec = SpecBuilder::default()
+            .root(RootBuilder::default().path("rootfs").build().unwrap())
+            .build()
+            .unwrap();
+        let f = Facts::from_spec(&spec, "default");
+        assert_eq!(f.namespace, "default");
+        assert!(!f.sandbox && f.pod_name.is_none() && f.requested_profile.is_none());
+    }
+}

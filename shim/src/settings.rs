@@ -1,0 +1,82 @@
+//! Where the shim finds its policy, audit log and compile cache.
+//!
+//! Defaults are the node paths from DESIGN.md; `WARDEN_POLICY`, `WARDEN_AUDIT_LOG` and
+//! `WARDEN_CACHE_DIR` in containerd's environment (which its shims inherit) override them, so a
+//! private containerd (tests, the demo) never touches the host's files.
+
+use std::path::PathBuf;
+
+pub const DEFAULT_POLICY: &str = "/etc/warden/policy.toml";
+pub const DEFAULT_AUDIT_LOG: &str = "/var/log/warden/audit.jsonl";
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/warden/cache";
+/// Default bound on the compile cache: 1 GiB of artifacts, oldest evicted first.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub policy: PathBuf,
+    pub audit_log: PathBuf,
+    pub cache_dir: PathBuf,
+    pub cache_max_bytes: u64,
+    pub node: String,
+}
+
+impl Settings {
+    pub fn from_env() -> Self {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let node = get("NODE_NAME")
+            .or_else(|| {
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            policy: get("WARDEN_POLICY").unwrap_or(DEFAULT_POLICY.into()).into(),
+            audit_log: get("WARDEN_AUDIT_LOG")
+                .unwrap_or(DEFAULT_AUDIT_LOG.into())
+                .into(),
+            cache_dir: get("WARDEN_CACHE_DIR")
+                .unwrap_or(DEFAULT_CACHE_DIR.into())
+                .into(),
+            cache_max_bytes: get("WARDEN_CACHE_MAX_BYTES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_CACHE_MAX_BYTES),
+            node,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_node_paths() {
+        let s = Settings::from_lookup(|_| None);
+        assert_eq!(s.policy, PathBuf::from(DEFAULT_POLICY));
+        assert_eq!(s.audit_log, PathBuf::from(DEFAULT_AUDIT_LOG));
+        assert_eq!(s.cache_dir, PathBuf::from(DEFAULT_CACHE_DIR));
+        assert_eq!(s.cache_max_bytes, DEFAULT_CACHE_MAX_BYTES);
+    }
+
+    #[test]
+    fn env_overrides_each_path() {
+        let s = Settings::from_lookup(|k| match k {
+            "WARDEN_POLICY" => Some("/t/p.toml".into()),
+            "WARDEN_AUDIT_LOG" => Some("/t/a.jsonl".into()),
+            "WARDEN_CACHE_DIR" => Some("/t/c".into()),
+            "WARDEN_CACHE_MAX_BYTES" => Some("1000".into()),
+            "NODE_NAME" => Some("n1".into()),
+            _ => None,
+        });
+        assert_eq!(s.policy, PathBuf::from("/t/p.toml"));
+        assert_eq!(s.audit_log, PathBuf::from("/t/a.jsonl"));
+        assert_eq!(s.cache_dir, PathBuf::from("/t/c"));
+        assert_eq!(s.cache_max_bytes, 1000);
+        assert_eq!(s.node, "n1");
+    }
+}

@@ -1,0 +1,172 @@
+//! Turning a grant set into a WASI context.
+//!
+//! `wasmtime-wasi`'s builder starts from nothing: no preopens, no environment, every socket
+//! address refused, no name lookup. This module adds exactly what [`Grants`] names, and
+//! nothing of the host: the only things a guest always gets are its args, its stdio (the
+//! container's, set up by containerd), clocks and random.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use warden_policy::{Access, Grants, NetworkGrant};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// Called with a description of each socket use the policy refused.
+pub type DenyHook = Arc<dyn Fn(String) + Send + Sync>;
+
+/// Builds the WASI context for a guest from its grants and args.
+pub fn builder(grants: &Grants, args: &[String], on_deny: DenyHook) -> Result<WasiCtxBuilder> {
+    let mut b = WasiCtxBuilder::new();
+    b.args(args).inherit_stdio();
+    for (k, v) in &grants.env {
+        b.env(k, v);
+    }
+    for m in &grants.mounts {
+        let perms = match m.access {
+            Access::Ro => FsPerms::ReadOnly,
+            Access::Rw => FsPerms::ReadWrite,
+        };
+        b.preopened_dir(&m.path, &m.path, perms)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("granted mount {} cannot be opened in the container", m.path)
+            })?;
+    }
+    let net = Arc::new(grants.network.clone());
+    b.allow_ip_name_lookup(grants.network.dns);
+    b.socket_addr_check(move |addr, use_| {
+        let allowed = socket_allowed(&net, addr, use_);
+        if !allowed {
+            on_deny(format!("{} {addr}", use_name(use_)));
+        }
+        Box::pin(async move { allowed })
+    });
+    Ok(b)
+}
+
+/// Whether the network grant allows one use of a socket address.
+///
+/// `connect` rules cover outgoing TCP connects and UDP sends; `listen` rules cover explicit
+/// binds and listening. wasi-sockets also checks the implicit bind that a connect or listen
+/// performs, with the wildcard address and port 0: that is allowed when the grant allows
+/// something at all, since the real use is checked right after. Accepted TCP clients and
+/// received datagrams are allowed on sockets that passed those checks.
+pub fn socket_allowed(net: &NetworkGrant, addr: SocketAddr, use_: SocketAddrUse) -> bool {
+    let any = !net.connect.is_empty() || !net.listen.is_empty();
+    let implicit = addr.ip().is_unspecified() && addr.port() == 0;
+    match use_ {
+        SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend => net.may_connect(addr),
+        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
+            (implicit && any) || net.may_listen(addr)
+        }
+        SocketAddrUse::TcpListen => net.may_listen(addr),
+        SocketAddrUse::TcpAccept => !net.listen.is_empty(),
+        SocketAddrUse::UdpReceive => net.may_connect(addr) || !net.listen.is_empty(),
+    }
+}
+
+fn use_name(u: SocketAddrUse) -> &'static str {
+    match u {
+        SocketAddrUse::TcpBind => "tcp bind",
+        SocketAddrUse::TcpListen => "tcp listen",
+        SocketAddrUse::TcpAccept => "tcp accept from",
+        SocketAddrUse::TcpConnect => "tcp connect",
+        SocketAddrUse::UdpBind => "udp bind",
+        SocketAddrUse::UdpSend => "udp send",
+        SocketAddrUse::UdpReceive => "udp receive from",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use warden_policy::SocketRule;
+
+    use super::*;
+
+    fn rule(addr: &str, prefix: u8, lo: u16, hi: u16) -> SocketRule {
+        SocketRule {
+            addr: addr.parse().unwrap(),
+            prefix,
+            ports: (lo, hi),
+        }
+    }
+
+    #[test]
+    fn strict_network_refuses_every_use() {
+        let net = NetworkGrant::default();
+        for u in [
+            SocketAddrUse::TcpBind,
+            SocketAddrUse::TcpConnect,
+            SocketAddrUse::TcpListen,
+            SocketAddrUse::TcpAccept,
+            SocketAddrUse::UdpBind,
+            SocketAddrUse::UdpSend,
+            SocketAddrUse::UdpReceive,
+        ] {
+            for a in ["127.0.0.1:80", "0.0.0.0:0", "[::1]:443", "10.0.0.1:5432"] {
+                assert!(!socket_allowed(&net, a.parse().unwrap(), u), "{a} {u:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn connect_and_listen_rules_are_separate() {
+        let net = NetworkGrant {
+            connect: vec![rule("10.0.0.0", 8, 5432, 5432)],
+            listen: vec![rule("0.0.0.0", 0, 8080, 8080)],
+            dns: false,
+        };
+        let ok = |a: &str, u| socket_allowed(&net, a.parse().unwrap(), u);
+        assert!(ok("10.2.3.4:5432", SocketAddrUse::TcpConnect));
+        assert!(!ok("10.2.3.4:5433", SocketAddrUse::TcpConnect));
+        assert!(!ok("127.0.0.1:5432", SocketAddrUse::TcpConnect));
+        assert!(
+            ok("0.0.0.0:0", SocketAddrUse::TcpBind),
+            "implicit bind of a connect"
+        );
+        assert!(ok("0.0.0.0:8080", SocketAddrUse::TcpBind));
+        assert!(ok("0.0.0.0:8080", SocketAddrUse::TcpListen));
+        assert!(!ok("0.0.0.0:9090", SocketAddrUse::TcpBind));
+        assert!(!ok("0.0.0.0:9090", SocketAddrUse::TcpListen));
+        assert!(ok("10.9.9.9:5432", SocketAddrUse::UdpSend));
+        assert!(!ok("11.9.9.9:5432", SocketAddrUse::UdpSend));
+        assert!(!ok("10.2.3.4:8080", SocketAddrUse::TcpConnect));
+    }
+
+    #[test]
+    fn implicit_bind_needs_some_network_grant() {
+        let none = NetworkGrant::default();
+        assert!(!socket_allowed(
+            &none,
+            "0.0.0.0:0".parse().unwrap(),
+            SocketAddrUse::TcpBind
+        ));
+        let net = NetworkGrant {
+            listen: vec![rule("127.0.0.1", 32, 8080, 8080)],
+            ..Default::default()
+        };
+        assert!(socket_allowed(
+            &net,
+            "0.0.0.0:0".parse().unwrap(),
+            SocketAddrUse::TcpBind
+        ));
+        assert!(!socket_allowed(
+            &net,
+            "0.0.0.0:0".parse().unwrap(),
+            SocketAddrUse::TcpListen
+        ));
+    }
+
+    #[test]
+    fn a_granted_mount_that_is_missing_is_an_error() {
+        let mut g = Grants::strict();
+        g.mounts.push(warden_policy::MountGrant {
+            path: "/does/not/exist/warden".into(),
+            access: Access::Ro,
+        });
+        let err = builder(&g, &[], Arc::new(|_| {})).err().unwrap();
+        assert!(format!("{err:#}").contains("/does/not/exist/warden"));
+    }
+}
