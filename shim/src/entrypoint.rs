@@ -38,6 +38,12 @@ impl Kind {
         matches!(self, Kind::Elf | Kind::Script)
     }
 
+    /// The kind without an article: "Wasm module".
+    pub fn noun(self) -> &'static str {
+        let d = self.describe();
+        d.strip_prefix("a ").unwrap_or(d)
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Kind::Module => "a Wasm module",

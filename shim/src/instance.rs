@@ -170,11 +170,7 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<Launch, SandboxError> {
             let artifact = compile_cached(&settings, &entry, &digest).map_err(|e| {
                 refuse(
                     "module.invalid",
-                    format!(
-                        "{} is not a valid {}: {e:#}",
-                        entry.path,
-                        entry.kind.describe()
-                    ),
+                    format!("{} is not a valid {}: {e:#}", entry.path, entry.kind.noun()),
                 )
             })?;
             Workload::Wasm(WasmWorkload {

@@ -212,6 +212,8 @@ fn run_component(
     started: Instant,
 ) -> Result<i32, RunError> {
     let mut linker: wasmtime::component::Linker<P2State> = wasmtime::component::Linker::new(engine);
+    // `wasi:cli/exit.exit` carries only ok/err (status 0 or 1); components that call
+    // `exit-with-code` (WASI 0.2.12) get their exact status through as `I32Exit`.
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RunError::Setup)?;
     let state = P2State {
         ctx: wasi.build(),

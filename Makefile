@@ -1,0 +1,52 @@
+# warden: build, demo, test, bench.
+#
+#   make demo    the whole path on this machine: private containerd, shim installed, a Wasm
+#                image run deny-by-default, a denial, the audit log verified
+#   make test    unit tests and the integration tests on a real containerd (needs root)
+#   make bench   start latency and memory against runc running the same program natively
+
+SHELL := /bin/bash
+CARGO ?= cargo
+APT_PACKAGES := containerd runc protobuf-compiler libseccomp-dev pkg-config clang lld \
+	wasi-libc libclang-rt-14-dev-wasm32 iproute2 procps ca-certificates
+
+.PHONY: all build deps test unit integration lint demo bench clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --bins
+
+# Everything the build and the tests need, for a fresh Debian or Ubuntu machine, as root.
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs packages: run it as root" >&2; exit 1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null
+	@command -v rustup >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustup >/dev/null || \
+		{ echo "rustup is missing: install it from https://rustup.rs, then re-run" >&2; exit 1; }
+	@# rust-toolchain.toml pins the toolchain and lists the wasm and musl targets; this installs them.
+	rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+	rustup show >/dev/null
+
+test: build
+	$(CARGO) test --workspace --no-fail-fast
+
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+demo:
+	@if [ "$$(id -u)" != 0 ]; then echo "make demo starts a private containerd: run it as root" >&2; exit 1; fi
+	@$(MAKE) --no-print-directory deps
+	$(CARGO) build --workspace --bins
+	$(CARGO) run -q -p warden-test --bin demo
+
+bench:
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -q -p warden-test --bin bench
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,5 @@
+//! `hello`: prints `hello from wasm` and exits 0.
+
+fn main() {
+    println!("hello from wasm");
+}

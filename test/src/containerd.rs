@@ -1,0 +1,1048 @@
+//! A private containerd per test: its own config, root, state, sockets and log under a fresh
+//! temp dir, driven with `ctr`; stopped and cleaned up on drop, also when the test panics.
+//!
+//! ```no_run
+//! use warden_test::containerd::{Containerd, Options, RunOpts};
+//! let containerd = Containerd::start(Options::default());
+//! // containerd.import_image(&image);
+//! let result = containerd.run("localhost/warden-test/hello:latest", "hello-1", RunOpts::default());
+//! assert_eq!(result.code, Some(0), "{result:?}");
+//! ```
+//!
+//! Instances are independent, so tests run in parallel. The runc shim keeps some state
+//! outside the instance's directory, keyed by namespace and container id
+//! (`/run/containerd/runc/<namespace>/<id>`, the cgroup `/<namespace>/<id>`): give containers
+//! ids that are unique across instances, e.g. with [`Containerd::unique_id`].
+//!
+//! Do not keep a `Containerd` in a `static`: statics are never dropped, so it would be left
+//! running.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::image::{ImageBuilder, ImageInfo};
+use crate::util::{self, Error};
+
+/// The runc runtime that containerd ships.
+pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
+/// The runtime type of warden's shim.
+pub const WARDEN_RUNTIME: &str = crate::shim::RUNTIME;
+/// The containerd namespace used unless [`Options::namespace`] says otherwise.
+pub const DEFAULT_NAMESPACE: &str = "warden-test";
+/// How long [`Containerd::start`] waits for containerd to answer.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a `ctr` command other than `run` may take.
+pub const CTR_TIMEOUT: Duration = Duration::from_secs(120);
+/// Lines of containerd's log quoted in error messages.
+pub const LOG_TAIL_LINES: usize = 60;
+
+/// How to start containerd.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Prepended to containerd's `PATH`, so that `--runtime io.containerd.warden.v1` finds
+    /// `containerd-shim-warden-v1` there (see [`crate::shim::shim_dir`]).
+    pub shim_dir: Option<PathBuf>,
+    /// Added to containerd's environment, which its shims inherit (`WARDEN_POLICY`,
+    /// `WARDEN_AUDIT_LOG`, `WARDEN_CACHE_DIR`, `RUST_LOG`, ...).
+    pub env: Vec<(String, String)>,
+    /// TOML merged into the generated config: tables are merged key by key, other values
+    /// replace the generated ones. E.g. a CRI runtime entry:
+    /// `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.warden]` /
+    /// `runtime_type = "io.containerd.warden.v1"`.
+    pub extra_config: String,
+    /// Whether to load the CRI plugin (`io.containerd.grpc.v1.cri`), served on the same
+    /// socket. Off by default: containerd starts faster without it.
+    pub cri: bool,
+    /// The namespace `ctr` uses ([`DEFAULT_NAMESPACE`] by default).
+    pub namespace: String,
+    /// containerd's log level (`[debug] level`): `info` by default. The shims' own logs reach
+    /// containerd's log at any level; `debug` also makes containerd start them with `-debug`.
+    pub log_level: String,
+    /// The snapshotter; `None` picks overlayfs where it works, else native.
+    pub snapshotter: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            shim_dir: None,
+            env: Vec::new(),
+            extra_config: String::new(),
+            cri: false,
+            namespace: DEFAULT_NAMESPACE.into(),
+            log_level: "info".into(),
+            snapshotter: None,
+        }
+    }
+}
+
+/// How to run a container with [`Containerd::run`].
+#[derive(Debug, Clone)]
+pub struct RunOpts {
+    /// `--runtime`: [`RUNC_RUNTIME`] by default, [`WARDEN_RUNTIME`] for the shim, or an
+    /// absolute path to a shim binary.
+    pub runtime: String,
+    /// `--annotation key=value` (e.g. `warden.dev/profile`).
+    pub annotations: Vec<(String, String)>,
+    /// `--env KEY=VALUE`.
+    pub env: Vec<(String, String)>,
+    /// `--net-host`.
+    pub net_host: bool,
+    /// The container's whole argv, entrypoint included (`ctr run` replaces both entrypoint
+    /// and cmd); empty keeps the image's.
+    pub args: Vec<String>,
+    /// Bind mounts `(host source, container destination, options)`; options like
+    /// `rbind:ro` (empty: `rbind:rw`).
+    pub mounts: Vec<(PathBuf, String, String)>,
+    /// `--rm` (default true).
+    pub rm: bool,
+    /// Kill `ctr` (and the task) after this long (default 60 s).
+    pub timeout: Duration,
+    /// More `ctr run` flags, placed before the image name (e.g. `--memory-limit`, `--cwd`).
+    pub extra_flags: Vec<String>,
+}
+
+impl Default for RunOpts {
+    fn default() -> Self {
+        RunOpts {
+            runtime: RUNC_RUNTIME.into(),
+            annotations: Vec::new(),
+            env: Vec::new(),
+            net_host: false,
+            args: Vec::new(),
+            mounts: Vec::new(),
+            rm: true,
+            timeout: Duration::from_secs(60),
+            extra_flags: Vec::new(),
+        }
+    }
+}
+
+impl RunOpts {
+    /// Defaults, with warden's runtime ([`WARDEN_RUNTIME`]).
+    pub fn warden() -> Self {
+        RunOpts {
+            runtime: WARDEN_RUNTIME.into(),
+            ..RunOpts::default()
+        }
+    }
+
+    /// Sets [`RunOpts::args`].
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds an annotation.
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.annotations.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds a bind mount.
+    pub fn mount(mut self, source: impl Into<PathBuf>, destination: &str, options: &str) -> Self {
+        self.mounts
+            .push((source.into(), destination.into(), options.into()));
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// What a `ctr run` did.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// `ctr`'s exit code, which is the container's exit code when the task ran; `None` when
+    /// `ctr` was killed by a signal.
+    pub code: Option<i32>,
+    /// The container's stdout (through `ctr`).
+    pub stdout: String,
+    /// The container's stderr, and `ctr`'s own errors (`ctr: ...`).
+    pub stderr: String,
+    /// Wall time of the `ctr run` command.
+    pub duration: Duration,
+}
+
+impl RunResult {
+    /// Whether `ctr` exited 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Why [`Containerd::try_run`] returned no [`RunResult`].
+#[derive(Debug, Clone)]
+pub enum RunError {
+    /// `ctr run` did not finish in time; it was killed, and so was the task.
+    Timeout {
+        /// The timeout.
+        after: Duration,
+        /// What the container had printed to stdout.
+        stdout: String,
+        /// What the container (and ctr) had printed to stderr.
+        stderr: String,
+        /// The end of containerd's log.
+        log_tail: String,
+    },
+    /// `ctr` could not be run at all.
+    Harness(Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Timeout {
+                after,
+                stdout,
+                stderr,
+                log_tail,
+            } => write!(
+                f,
+                "`ctr run` did not finish within {after:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- containerd log (end) ---\n{log_tail}"
+            ),
+            RunError::Harness(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// A running private containerd. Dropping it stops containerd and its shims, unmounts
+/// everything below its directory and removes the directory.
+#[derive(Debug)]
+pub struct Containerd {
+    dir: Option<tempfile::TempDir>,
+    dir_path: PathBuf,
+    child: Option<Child>,
+    socket: PathBuf,
+    namespace: String,
+    snapshotter: String,
+    startup_time: Duration,
+    next_id: AtomicU32,
+}
+
+impl Containerd {
+    /// Starts containerd and waits (up to [`START_TIMEOUT`]) until `ctr version` answers.
+    /// Panics with the reason and containerd's log when it does not; also panics, via
+    /// [`crate::require_root`], when not root or containerd, ctr or runc is missing.
+    pub fn start(options: Options) -> Containerd {
+        crate::require_root();
+        Containerd::try_start(options).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Containerd::start`], returning failures instead of panicking.
+    pub fn try_start(options: Options) -> Result<Containerd, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("wt-")
+            .rand_bytes(6)
+            .tempdir_in("/tmp")
+            .map_err(|e| Error::new(format!("cannot create a temp dir in /tmp: {e}")))?;
+        let dir_path = dir.path().to_path_buf();
+        let snapshotter = match &options.snapshotter {
+            Some(name) => name.clone(),
+            None if overlay_supported() => "overlayfs".into(),
+            None => "native".into(),
+        };
+        let socket = dir_path.join("c.sock");
+        let config = config_toml(&dir_path, &socket, &snapshotter, &options)?;
+        let config_path = dir_path.join("config.toml");
+        std::fs::write(&config_path, config)
+            .map_err(|e| Error::new(format!("cannot write {}: {e}", config_path.display())))?;
+        let log_path = dir_path.join("containerd.log");
+        let log = File::create(&log_path)
+            .map_err(|e| Error::new(format!("cannot create {}: {e}", log_path.display())))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| Error::new(format!("cannot dup the log file: {e}")))?;
+
+        let mut path_var = std::ffi::OsString::new();
+        if let Some(shim_dir) = &options.shim_dir {
+            path_var.push(shim_dir);
+            path_var.push(":");
+        }
+        path_var.push(std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin".into()));
+
+        let mut command = Command::new("containerd");
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .env("PATH", path_var)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let start = Instant::now();
+        let child = command
+            .spawn()
+            .map_err(|e| Error::new(format!("cannot start containerd: {e}")))?;
+        let mut containerd = Containerd {
+            dir: Some(dir),
+            dir_path,
+            child: Some(child),
+            socket,
+            namespace: options.namespace.clone(),
+            snapshotter,
+            startup_time: Duration::ZERO,
+            next_id: AtomicU32::new(0),
+        };
+        containerd.wait_ready(start)?;
+        containerd.startup_time = start.elapsed();
+        if options.cri {
+            containerd.check_plugin_loaded("io.containerd.grpc.v1", "cri")?;
+        }
+        Ok(containerd)
+    }
+
+    /// Fails unless `ctr plugins ls` lists plugin `kind` `id` with status `ok` (containerd
+    /// keeps running when a plugin fails to load, e.g. CRI with a bad runtime entry).
+    fn check_plugin_loaded(&self, kind: &str, id: &str) -> Result<(), Error> {
+        let mut command = self.ctr_command(["plugins", "ls"]);
+        let output = match util::output_with_timeout(&mut command, CTR_TIMEOUT)? {
+            Ok(output) if output.status.success() => output,
+            _ => return Err(Error::new("`ctr plugins ls` failed")),
+        };
+        let listing = String::from_utf8_lossy(&output.stdout);
+        let status = listing.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() >= 3 && fields[0] == kind && fields[1] == id)
+                .then(|| fields[fields.len() - 1].to_string())
+        });
+        if status.as_deref() == Some("ok") {
+            return Ok(());
+        }
+        let log = self.log();
+        let reasons: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains("failed to load plugin"))
+            .collect();
+        Err(Error::new(format!(
+            "containerd started, but plugin {kind}.{id} is {}: {}\nconfig {}:\n{}",
+            status.as_deref().unwrap_or("not listed"),
+            if reasons.is_empty() {
+                "no reason in the log".to_string()
+            } else {
+                reasons.join("\n")
+            },
+            self.config_path().display(),
+            std::fs::read_to_string(self.config_path()).unwrap_or_default()
+        )))
+    }
+
+    fn wait_ready(&mut self, start: Instant) -> Result<(), Error> {
+        let deadline = start + START_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(Error::new(format!(
+                    "containerd exited during startup ({status}); config {}\n--- containerd log (end) ---\n{}",
+                    self.config_path().display(),
+                    self.log_tail(LOG_TAIL_LINES)
+                )));
+            }
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let mut command = self.ctr_command(["version"]);
+                if let Ok(Ok(output)) = util::output_with_timeout(&mut command, remaining)
+                    && output.status.success()
+                {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(format!(
+                    "containerd did not answer `ctr version` on {} within {START_TIMEOUT:?}\n--- containerd log (end) ---\n{}",
+                    self.socket.display(),
+                    self.log_tail(LOG_TAIL_LINES)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The containerd gRPC socket (also CRI's when [`Options::cri`] is set).
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The instance's directory (config, root, state, log, image tars).
+    pub fn dir(&self) -> &Path {
+        &self.dir_path
+    }
+
+    /// The generated config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir_path.join("config.toml")
+    }
+
+    /// containerd's log file, which also receives the shims' logs.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir_path.join("containerd.log")
+    }
+
+    /// containerd's log (with the shims' logs) so far.
+    pub fn log(&self) -> String {
+        std::fs::read(self.log_path())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The last `lines` lines of [`Containerd::log`].
+    pub fn log_tail(&self, lines: usize) -> String {
+        util::tail(&self.log(), lines)
+    }
+
+    /// The namespace `ctr` uses.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The snapshotter in use (`overlayfs` or `native`).
+    pub fn snapshotter(&self) -> &str {
+        &self.snapshotter
+    }
+
+    /// containerd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// How long containerd took to answer `ctr version` after being started.
+    pub fn startup_time(&self) -> Duration {
+        self.startup_time
+    }
+
+    /// A container id unique across instances and calls: `<prefix>-<instance>-<n>`.
+    pub fn unique_id(&self, prefix: &str) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let instance = self
+            .dir_path
+            .file_name()
+            .map(|name| name.to_string_lossy().trim_start_matches("wt-").to_string())
+            .unwrap_or_default();
+        format!("{prefix}-{instance}-{n}")
+    }
+
+    /// A `ctr` command for this instance: `ctr --address SOCKET --namespace NS ARGS...`, with
+    /// the instance's snapshotter.
+    pub fn ctr_command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new("ctr");
+        command
+            .arg("--address")
+            .arg(&self.socket)
+            .arg("--namespace")
+            .arg(&self.namespace)
+            .args(args)
+            .env("CONTAINERD_SNAPSHOTTER", &self.snapshotter);
+        command
+    }
+
+    /// Runs `ctr --address SOCKET --namespace NS ARGS...` and returns its output, whatever
+    /// its exit status. Panics when ctr cannot be run or takes longer than [`CTR_TIMEOUT`].
+    pub fn ctr<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = self.ctr_command(args);
+        match util::output_with_timeout(&mut command, CTR_TIMEOUT) {
+            Ok(Ok(output)) => output,
+            Ok(Err(timed_out)) => panic!(
+                "`{}` did not finish within {CTR_TIMEOUT:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- containerd log (end) ---\n{}",
+                util::describe(&command),
+                String::from_utf8_lossy(&timed_out.stdout),
+                String::from_utf8_lossy(&timed_out.stderr),
+                self.log_tail(LOG_TAIL_LINES)
+            ),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Containerd::ctr`], panicking (with ctr's output and containerd's log) unless it
+    /// exits 0; returns its stdout.
+    pub fn ctr_ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let args: Vec<std::ffi::OsString> = args
+            .into_iter()
+            .map(|arg| arg.as_ref().to_os_string())
+            .collect();
+        let output = self.ctr(&args);
+        assert!(
+            output.status.success(),
+            "`ctr {}` failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- containerd log (end) ---\n{}",
+            args.iter()
+                .map(|arg| arg.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log_tail(LOG_TAIL_LINES)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `ctr images import --all-platforms TAR`, returning ctr's output whatever its status.
+    ///
+    /// `--all-platforms` because ctr 1.6 otherwise filters the manifests by the host's
+    /// platform and so imports nothing of a `wasm` image (`image might be filtered out`).
+    pub fn try_import(&self, tar: &Path) -> Output {
+        self.ctr([
+            "images".as_ref(),
+            "import".as_ref(),
+            "--all-platforms".as_ref(),
+            tar.as_os_str(),
+        ])
+    }
+
+    /// Imports an image-layout tar ([`Containerd::try_import`]); panics unless it succeeds.
+    pub fn import(&self, tar: &Path) {
+        let output = self.try_import(tar);
+        assert!(
+            output.status.success(),
+            "`ctr images import {}` failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- containerd log (end) ---\n{}",
+            tar.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log_tail(LOG_TAIL_LINES)
+        );
+    }
+
+    /// Writes `image` as a tar into the instance's directory and imports it; panics unless
+    /// the import succeeds.
+    pub fn import_image(&self, image: &ImageBuilder) -> ImageInfo {
+        let (tar, info) = self.write_image_tar(image);
+        self.import(&tar);
+        info
+    }
+
+    /// Writes `image` as a tar into the instance's directory; returns the tar's path.
+    pub fn write_image_tar(&self, image: &ImageBuilder) -> (PathBuf, ImageInfo) {
+        let images = self.dir_path.join("images");
+        std::fs::create_dir_all(&images)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", images.display()));
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let path = images.join(format!("image-{n}.tar"));
+        let info = image
+            .write_tar(&path)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        (path, info)
+    }
+
+    /// The names of the images in the namespace (`ctr images ls -q`).
+    pub fn images(&self) -> Vec<String> {
+        self.ctr_ok(["images", "ls", "-q"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Runs `ctr run` for `image` as container `id` and waits for it; panics when it cannot
+    /// be run or times out (with what it printed and containerd's log).
+    pub fn run(&self, image: &str, id: &str, opts: RunOpts) -> RunResult {
+        self.try_run(image, id, opts)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Containerd::run`], panicking also unless the container exits 0.
+    pub fn run_ok(&self, image: &str, id: &str, opts: RunOpts) -> RunResult {
+        let result = self.run(image, id, opts);
+        assert!(
+            result.success(),
+            "container {id} ({image}) exited {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- containerd log (end) ---\n{}",
+            result.code,
+            result.stdout,
+            result.stderr,
+            self.log_tail(LOG_TAIL_LINES)
+        );
+        result
+    }
+
+    /// The `ctr run ...` arguments for `image`, `id` and `opts`.
+    pub fn run_args(&self, image: &str, id: &str, opts: &RunOpts) -> Vec<String> {
+        let mut args = vec![
+            "run".to_string(),
+            "--fifo-dir".into(),
+            self.dir_path.join("fifo").to_string_lossy().into_owned(),
+            "--runtime".into(),
+            opts.runtime.clone(),
+        ];
+        if opts.rm {
+            args.push("--rm".into());
+        }
+        if opts.net_host {
+            args.push("--net-host".into());
+        }
+        for (key, value) in &opts.annotations {
+            args.push("--annotation".into());
+            args.push(format!("{key}={value}"));
+        }
+        for (key, value) in &opts.env {
+            args.push("--env".into());
+            args.push(format!("{key}={value}"));
+        }
+        for (source, destination, options) in &opts.mounts {
+            let options = if options.is_empty() {
+                "rbind:rw"
+            } else {
+                options
+            };
+            args.push("--mount".into());
+            args.push(format!(
+                "type=bind,src={},dst={destination},options={options}",
+                source.display()
+            ));
+        }
+        args.extend(opts.extra_flags.iter().cloned());
+        args.push(image.into());
+        args.push(id.into());
+        args.extend(opts.args.iter().cloned());
+        args
+    }
+
+    /// [`Containerd::run`], returning a timeout or harness failure instead of panicking.
+    pub fn try_run(&self, image: &str, id: &str, opts: RunOpts) -> Result<RunResult, RunError> {
+        let args = self.run_args(image, id, &opts);
+        let mut command = self.ctr_command(&args);
+        let start = Instant::now();
+        let outcome =
+            util::output_with_timeout(&mut command, opts.timeout).map_err(RunError::Harness)?;
+        let duration = start.elapsed();
+        match outcome {
+            Ok(output) => Ok(RunResult {
+                code: output.status.code(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                duration,
+            }),
+            Err(timed_out) => {
+                self.remove_container(id);
+                Err(RunError::Timeout {
+                    after: opts.timeout,
+                    stdout: String::from_utf8_lossy(&timed_out.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&timed_out.stderr).into_owned(),
+                    log_tail: self.log_tail(LOG_TAIL_LINES),
+                })
+            }
+        }
+    }
+
+    /// Kills container `id`'s task (SIGKILL), deletes the task and the container. Best
+    /// effort: errors (e.g. no such task) are ignored.
+    pub fn remove_container(&self, id: &str) {
+        self.remove_container_in(&self.namespace, id);
+    }
+
+    fn remove_container_in(&self, namespace: &str, id: &str) {
+        let ctr = |args: &[&str]| {
+            let mut command = Command::new("ctr");
+            command
+                .arg("--address")
+                .arg(&self.socket)
+                .arg("--namespace")
+                .arg(namespace)
+                .args(args);
+            let _ = util::output_with_timeout(&mut command, Duration::from_secs(10));
+        };
+        ctr(&["tasks", "kill", "--signal", "SIGKILL", id]);
+        ctr(&["tasks", "delete", "--force", id]);
+        ctr(&["containers", "delete", id]);
+    }
+
+    /// Removes every container in every namespace, through containerd, so that the shims
+    /// tear down their containers properly.
+    fn remove_all_containers(&self) {
+        let list = |args: &[&str]| -> Vec<String> {
+            let mut command = Command::new("ctr");
+            command.arg("--address").arg(&self.socket).args(args);
+            match util::output_with_timeout(&mut command, Duration::from_secs(10)) {
+                Ok(Ok(output)) if output.status.success() => {
+                    String::from_utf8_lossy(&output.stdout)
+                        .lines()
+                        .map(|line| line.trim().to_string())
+                        .filter(|line| !line.is_empty())
+                        .collect()
+                }
+                _ => Vec::new(),
+            }
+        };
+        for namespace in list(&["namespaces", "ls", "-q"]) {
+            for id in list(&["--namespace", &namespace, "containers", "ls", "-q"]) {
+                self.remove_container_in(&namespace, &id);
+            }
+        }
+    }
+
+    /// Stops containerd and cleans up; what [`Drop`] does. Returns the problems met (empty when
+    /// everything was cleaned up).
+    fn shutdown(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.dir.is_none() {
+            // Never started (or already cleaned up): nothing of ours can be running.
+            return problems;
+        }
+        if let Some(mut child) = self.child.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                self.remove_all_containers();
+                util::kill(child.id(), libc::SIGTERM);
+                let pid = child.id();
+                if !util::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+                    matches!(child.try_wait(), Ok(Some(_)))
+                }) {
+                    problems.push(format!("containerd (pid {pid}) ignored SIGTERM for 5 s"));
+                    util::kill(pid, libc::SIGKILL);
+                }
+            }
+            let _ = child.wait();
+        }
+
+        // Shims (their command line names our socket) and anything still running in a rootfs
+        // below our directory.
+        let strays = |dir: &Path, socket: &str| -> Vec<u32> {
+            let dir_prefix = format!("{}/", dir.display());
+            util::all_pids()
+                .into_iter()
+                .filter(|pid| {
+                    let by_cmdline = util::cmdline(*pid)
+                        .is_some_and(|line| line.contains(socket) || line.contains(&dir_prefix));
+                    let by_root = std::fs::read_link(format!("/proc/{pid}/root"))
+                        .is_ok_and(|root| root != Path::new("/") && root.starts_with(dir));
+                    by_cmdline || by_root
+                })
+                .collect()
+        };
+        let socket = self.socket.to_string_lossy().into_owned();
+        for _ in 0..50 {
+            let pids = strays(&self.dir_path, &socket);
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                util::kill(pid, libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = strays(&self.dir_path, &socket);
+        if !left.is_empty() {
+            problems.push(format!("processes survived SIGKILL: {left:?}"));
+        }
+
+        for _ in 0..5 {
+            let mounts = util::mounts_below(&self.dir_path);
+            if mounts.is_empty() {
+                break;
+            }
+            for point in mounts {
+                if let Err(e) = util::unmount_lazy(&point) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+
+        if let Some(dir) = self.dir.take()
+            && let Err(e) = dir.close()
+        {
+            problems.push(format!("cannot remove {}: {e}", self.dir_path.display()));
+        }
+        problems
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for problem in self.shutdown() {
+            eprintln!(
+                "warden-test: cleaning up containerd in {}: {problem}",
+                self.dir_path.display()
+            );
+        }
+    }
+}
+
+/// Whether an overlay filesystem can be mounted below /tmp (checked once per process).
+pub fn overlay_supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let Ok(dir) = tempfile::Builder::new()
+            .prefix("wt-ovl-")
+            .tempdir_in("/tmp")
+        else {
+            return false;
+        };
+        let path = dir.path();
+        for sub in ["l", "u", "w", "m"] {
+            if std::fs::create_dir(path.join(sub)).is_err() {
+                return false;
+            }
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            path.join("l").display(),
+            path.join("u").display(),
+            path.join("w").display()
+        );
+        let merged = path.join("m");
+        match util::mount_overlay(&merged, &options) {
+            Ok(()) => {
+                let _ = util::unmount_lazy(&merged);
+                true
+            }
+            Err(_) => false,
+        }
+    })
+}
+
+/// The generated config, with [`Options::extra_config`] merged in.
+fn config_toml(
+    dir: &Path,
+    socket: &Path,
+    snapshotter: &str,
+    options: &Options,
+) -> Result<String, Error> {
+    let path = |sub: &str| dir.join(sub).to_string_lossy().into_owned();
+    let mut disabled = vec![
+        "io.containerd.snapshotter.v1.aufs",
+        "io.containerd.snapshotter.v1.btrfs",
+        "io.containerd.snapshotter.v1.devmapper",
+        "io.containerd.snapshotter.v1.zfs",
+    ];
+    if !options.cri {
+        disabled.push("io.containerd.grpc.v1.cri");
+    }
+    let generated = format!(
+        r#"
+version = 2
+root = {root}
+state = {state}
+disabled_plugins = {disabled}
+
+[grpc]
+address = {socket}
+
+[ttrpc]
+address = {ttrpc}
+
+[debug]
+address = ""
+level = {level}
+
+[metrics]
+address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+path = {opt}
+
+[plugins."io.containerd.grpc.v1.cri"]
+restrict_oom_score_adj = true
+disable_apparmor = true
+stream_server_address = "127.0.0.1"
+stream_server_port = "0"
+
+[plugins."io.containerd.grpc.v1.cri".containerd]
+snapshotter = {snapshotter}
+default_runtime_name = "runc"
+
+# A config naming any runtime replaces containerd's built-in list, so runc is named too.
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+runtime_type = "io.containerd.runc.v2"
+"#,
+        root = toml_string(&path("root")),
+        state = toml_string(&path("state")),
+        disabled = toml::Value::Array(
+            disabled
+                .iter()
+                .map(|name| toml::Value::String((*name).into()))
+                .collect()
+        ),
+        socket = toml_string(&socket.to_string_lossy()),
+        ttrpc = toml_string(&path("t.sock")),
+        level = toml_string(&options.log_level),
+        opt = toml_string(&path("opt")),
+        snapshotter = toml_string(snapshotter),
+    );
+    let mut table: toml::Table = generated
+        .parse()
+        .map_err(|e| Error::new(format!("generated containerd config does not parse: {e}")))?;
+    let extra: toml::Table = options
+        .extra_config
+        .parse()
+        .map_err(|e| Error::new(format!("Options::extra_config is not valid TOML: {e}")))?;
+    merge(&mut table, extra);
+    toml::to_string(&table)
+        .map_err(|e| Error::new(format!("cannot write the containerd config: {e}")))
+}
+
+fn toml_string(text: &str) -> toml::Value {
+    toml::Value::String(text.into())
+}
+
+/// Merges `extra` into `base`: tables key by key (recursively), anything else replaces.
+fn merge(base: &mut toml::Table, extra: toml::Table) {
+    for (key, value) in extra {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(extra_table)) => {
+                merge(base_table, extra_table);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(options: &Options) -> toml::Table {
+        config_toml(
+            Path::new("/tmp/wt-x"),
+            Path::new("/tmp/wt-x/c.sock"),
+            "overlayfs",
+            options,
+        )
+        .unwrap()
+        .parse()
+        .unwrap()
+    }
+
+    #[test]
+    fn config_has_private_paths_and_cri_settings() {
+        let table = config(&Options::default());
+        assert_eq!(table["version"].as_integer(), Some(2));
+        assert_eq!(table["root"].as_str(), Some("/tmp/wt-x/root"));
+        assert_eq!(table["state"].as_str(), Some("/tmp/wt-x/state"));
+        assert_eq!(table["grpc"]["address"].as_str(), Some("/tmp/wt-x/c.sock"));
+        let cri = &table["plugins"]["io.containerd.grpc.v1.cri"];
+        assert_eq!(cri["restrict_oom_score_adj"].as_bool(), Some(true));
+        let disabled = table["disabled_plugins"].as_array().unwrap();
+        assert!(
+            disabled
+                .iter()
+                .any(|p| p.as_str() == Some("io.containerd.grpc.v1.cri"))
+        );
+
+        let table = config(&Options {
+            cri: true,
+            ..Options::default()
+        });
+        let disabled = table["disabled_plugins"].as_array().unwrap();
+        assert!(
+            !disabled
+                .iter()
+                .any(|p| p.as_str() == Some("io.containerd.grpc.v1.cri"))
+        );
+    }
+
+    #[test]
+    fn extra_config_merges_structurally() {
+        let table = config(&Options {
+            extra_config: r#"
+[plugins."io.containerd.grpc.v1.cri"]
+sandbox_image = "localhost/pause:1"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.warden]
+runtime_type = "io.containerd.warden.v1"
+
+[debug]
+level = "debug"
+"#
+            .into(),
+            ..Options::default()
+        });
+        let cri = &table["plugins"]["io.containerd.grpc.v1.cri"];
+        assert_eq!(cri["restrict_oom_score_adj"].as_bool(), Some(true));
+        assert_eq!(cri["sandbox_image"].as_str(), Some("localhost/pause:1"));
+        assert_eq!(cri["containerd"]["snapshotter"].as_str(), Some("overlayfs"));
+        assert_eq!(
+            cri["containerd"]["runtimes"]["warden"]["runtime_type"].as_str(),
+            Some("io.containerd.warden.v1")
+        );
+        assert_eq!(table["debug"]["level"].as_str(), Some("debug"));
+        assert_eq!(table["debug"]["address"].as_str(), Some(""));
+    }
+
+    #[test]
+    fn bad_extra_config_is_an_error() {
+        let result = config_toml(
+            Path::new("/tmp/wt-x"),
+            Path::new("/tmp/wt-x/c.sock"),
+            "native",
+            &Options {
+                extra_config: "[[oops".into(),
+                ..Options::default()
+            },
+        );
+        assert!(result.unwrap_err().0.contains("extra_config"));
+    }
+
+    #[test]
+    fn run_args_follow_the_options() {
+        // A Containerd value that was never started: only its paths are used here.
+        let containerd = Containerd {
+            dir: None,
+            dir_path: PathBuf::from("/tmp/wt-x"),
+            child: None,
+            socket: PathBuf::from("/tmp/wt-x/c.sock"),
+            namespace: DEFAULT_NAMESPACE.into(),
+            snapshotter: "overlayfs".into(),
+            startup_time: Duration::ZERO,
+            next_id: AtomicU32::new(0),
+        };
+        let opts = RunOpts::warden()
+            .annotation("warden.dev/profile", "p")
+            .env("A", "1")
+            .mount("/host", "/data", "")
+            .args(["/m.wasm", "x"]);
+        let args = containerd.run_args("img", "id-1", &opts);
+        assert_eq!(
+            args,
+            [
+                "run",
+                "--fifo-dir",
+                "/tmp/wt-x/fifo",
+                "--runtime",
+                "io.containerd.warden.v1",
+                "--rm",
+                "--annotation",
+                "warden.dev/profile=p",
+                "--env",
+                "A=1",
+                "--mount",
+                "type=bind,src=/host,dst=/data,options=rbind:rw",
+                "img",
+                "id-1",
+                "/m.wasm",
+                "x"
+            ]
+        );
+        assert_eq!(containerd.unique_id("t"), "t-x-0");
+        assert_eq!(containerd.unique_id("t"), "t-x-1");
+    }
+}

@@ -1,0 +1,276 @@
+//! The shim core on a real containerd, driven with `ctr` as a developer would: Wasm images
+//! run, their output and exit codes come back, everything not granted is refused, and refused
+//! images fail to start with a message that says why.
+
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use warden_test::containerd::{Containerd, Options, RunOpts, RunResult};
+use warden_test::guests::{self, DENIED_EXIT_CODE, HELLO_WASM, TRAP_FUNCTION, Wasi};
+use warden_test::image::ImageBuilder;
+
+/// A private containerd with the shim on its PATH and warden's files in a temp dir.
+struct Node {
+    containerd: Containerd,
+    files: TempDir,
+}
+
+fn node() -> Node {
+    let files = tempfile::tempdir().expect("temp dir");
+    let containerd = Containerd::start(Options {
+        shim_dir: Some(warden_test::shim::shim_dir().to_path_buf()),
+        env: vec![
+            ("WARDEN_CACHE_DIR".into(), path(&files, "cache")),
+            ("WARDEN_AUDIT_LOG".into(), path(&files, "audit.jsonl")),
+            ("WARDEN_POLICY".into(), path(&files, "policy.toml")),
+        ],
+        ..Options::default()
+    });
+    Node { containerd, files }
+}
+
+fn path(dir: &TempDir, name: &str) -> String {
+    dir.path().join(name).display().to_string()
+}
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n";
+
+impl Node {
+    /// Imports an image holding `module` at `/app.wasm`, plus an `/etc/passwd` the module
+    /// must not be able to read; returns its name.
+    fn image(&self, name: &str, module: Vec<u8>) -> String {
+        let image = format!("localhost/warden-test/{name}:latest");
+        self.containerd.import_image(
+            &ImageBuilder::wasm_rootfs(&image, "/app.wasm", module)
+                .file("/etc/passwd", PASSWD, 0o644)
+                .dir("/tmp"),
+        );
+        image
+    }
+
+    fn guest(&self, wasi: Wasi, name: &str) -> String {
+        let bytes = guests::build_guests().bytes(wasi, name);
+        self.image(&format!("{name}-{}", wasi.target()), bytes)
+    }
+
+    fn run(&self, image: &str, args: &[&str], opts: RunOpts) -> RunResult {
+        let id = self.containerd.unique_id("t");
+        let mut argv = vec!["/app.wasm".to_string()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        self.containerd.run(image, &id, opts.args(argv))
+    }
+}
+
+#[test]
+fn p1_hello_prints_and_exits_zero() {
+    let n = node();
+    let img = n.guest(Wasi::P1, "hello");
+    let r = n.run(&img, &[], RunOpts::warden());
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.stdout.trim(), HELLO_WASM);
+}
+
+#[test]
+fn p1_exit_code_propagates() {
+    let n = node();
+    let img = n.guest(Wasi::P1, "exit-code");
+    let r = n.run(&img, &["42"], RunOpts::warden());
+    assert_eq!(r.code, Some(42), "{r:?}");
+}
+
+#[test]
+fn p1_args_reach_the_module() {
+    let n = node();
+    let img = n.guest(Wasi::P1, "args");
+    let r = n.run(&img, &["one", "two words"], RunOpts::warden());
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        ["arg[0]=/app.wasm", "arg[1]=one", "arg[2]=two words"]
+    );
+}
+
+#[test]
+fn p1_trap_exits_134_and_names_the_trap_and_function() {
+    let n = node();
+    let img = n.guest(Wasi::P1, "trap");
+    let r = n.run(&img, &[], RunOpts::warden());
+    assert_eq!(r.code, Some(134), "{r:?}");
+    assert!(r.stderr.contains("wasm trap"), "{r:?}");
+    let log = n.containerd.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("wasm trap"))
+        .unwrap_or_else(|| panic!("no trap in the shim log:\n{log}"));
+    assert!(line.contains("unreachable"), "{line}");
+    assert!(line.contains(TRAP_FUNCTION), "{line}");
+}
+
+/// The exit status a guest's `exit(code)` gives: exact for preview 1; for a WASI 0.2 command
+/// component, whose stable `wasi:cli/exit` carries only ok/err, 0 or 1.
+fn exit_status(wasi: Wasi, code: i32) -> i32 {
+    match wasi {
+        Wasi::P1 => code,
+        _ => i32::from(code != 0),
+    }
+}
+
+#[test]
+fn p2_component_prints_and_exit_code_propagates() {
+    let n = node();
+    let img = n.guest(Wasi::P2, "hello");
+    let r = n.run(&img, &[], RunOpts::warden());
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.stdout.trim(), HELLO_WASM);
+    let img = n.guest(Wasi::P2, "exit-code");
+    for code in [0, 42] {
+        let r = n.run(&img, &[&code.to_string()], RunOpts::warden());
+        assert_eq!(
+            r.code,
+            Some(exit_status(Wasi::P2, code)),
+            "exit({code}): {r:?}"
+        );
+    }
+}
+
+/// The guest tried something, was refused, and said so.
+fn assert_denied(wasi: Wasi, r: &RunResult) {
+    assert_eq!(
+        r.code,
+        Some(exit_status(wasi, DENIED_EXIT_CODE)),
+        "{wasi:?}: {r:?}"
+    );
+    assert!(r.stderr.contains("denied: "), "{wasi:?}: {r:?}");
+}
+
+#[test]
+fn deny_by_default_no_files() {
+    let n = node();
+    for wasi in [Wasi::P1, Wasi::P2] {
+        let img = n.guest(wasi, "read-file");
+        let r = n.run(&img, &["/etc/passwd"], RunOpts::warden());
+        assert_denied(wasi, &r);
+        assert!(
+            !r.stdout.contains("root:"),
+            "{wasi:?} read /etc/passwd: {r:?}"
+        );
+        let img = n.guest(wasi, "write-file");
+        let r = n.run(&img, &["/tmp/x", "data"], RunOpts::warden());
+        assert_denied(wasi, &r);
+    }
+}
+
+#[test]
+fn deny_by_default_no_environment() {
+    let n = node();
+    for wasi in [Wasi::P1, Wasi::P2] {
+        let img = n.guest(wasi, "env");
+        let r = n.run(
+            &img,
+            &[],
+            RunOpts::warden()
+                .env("SECRET_TOKEN", "hunter2")
+                .env("APP_MODE", "x"),
+        );
+        assert_eq!(r.code, Some(0), "{wasi:?}: {r:?}");
+        assert!(r.stdout.contains("env-count=0"), "{wasi:?}: {r:?}");
+        assert!(!r.stdout.contains("hunter2"), "{wasi:?}: {r:?}");
+        assert!(!r.stdout.contains("PATH="), "{wasi:?}: {r:?}");
+    }
+}
+
+#[test]
+fn deny_by_default_no_tcp_connect_even_with_host_network() {
+    let n = node();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let img = n.guest(Wasi::P2, "tcp-connect");
+    let mut opts = RunOpts::warden();
+    opts.net_host = true;
+    let r = n.run(&img, &[&addr], opts);
+    assert_denied(Wasi::P2, &r);
+    assert!(!r.stdout.contains("connected"), "{r:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    match listener.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("the listener saw a connection: {other:?}"),
+    }
+}
+
+fn assert_refused(r: &RunResult, what: &str) {
+    assert_ne!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stderr.contains("warden refused to run the container"),
+        "no refusal in ctr's error: {r:?}"
+    );
+    assert!(
+        r.stderr.contains(what),
+        "refusal does not say {what:?}: {r:?}"
+    );
+}
+
+#[test]
+fn refuses_a_precompiled_cwasm() {
+    let n = node();
+    let engine = wasmtime::Engine::default();
+    let cwasm = engine
+        .precompile_module(&guests::build_guests().p1("hello"))
+        .expect("precompile");
+    let img = n.image("cwasm", cwasm);
+    let r = n.run(&img, &[], RunOpts::warden());
+    assert_refused(&r, "precompiled artifact");
+    assert!(r.stderr.contains("rule precompiled"), "{r:?}");
+}
+
+#[test]
+fn refuses_a_native_entrypoint() {
+    let n = node();
+    let native = std::fs::read(guests::build_guests().native_hello()).expect("native hello");
+    let img = n.image("elf", native);
+    let r = n.run(&img, &[], RunOpts::warden());
+    assert_refused(&r, "native ELF executable");
+    assert!(r.stderr.contains("rule native"), "{r:?}");
+    assert!(!r.stdout.contains("hello"), "{r:?}");
+    let img = n.image("script", b"#!/bin/sh\necho hi\n".to_vec());
+    let r = n.run(&img, &[], RunOpts::warden());
+    assert_refused(&r, "#! script");
+}
+
+#[test]
+fn refuses_a_truncated_module() {
+    let n = node();
+    let mut bytes = guests::build_guests().p1("hello");
+    bytes.truncate(bytes.len() / 2);
+    let img = n.image("truncated", bytes);
+    let r = n.run(&img, &[], RunOpts::warden());
+    assert_refused(&r, "is not a valid Wasm module");
+    let img = n.image("garbage", b"not wasm at all".to_vec());
+    let r = n.run(&img, &[], RunOpts::warden());
+    assert_refused(&r, "neither Wasm nor a native executable");
+}
+
+#[test]
+fn second_run_of_the_same_bytes_is_served_from_the_cache() {
+    let n = node();
+    let img = n.guest(Wasi::P1, "hello");
+    for _ in 0..2 {
+        let r = n.run(&img, &[], RunOpts::warden());
+        assert_eq!(r.code, Some(0), "{r:?}");
+    }
+    let log = n.containerd.log();
+    assert_eq!(
+        log.matches("stored in the compile cache").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("compile cache hit").count(), 1, "{log}");
+    let artifacts: Vec<_> = std::fs::read_dir(n.files.path().join("cache"))
+        .expect("cache dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".cwasm"))
+        .collect();
+    assert_eq!(artifacts.len(), 1);
+}
