@@ -128,9 +128,18 @@ impl Chain {
 /// Sets `rec.prev` (and `rec.time` if it was empty). Returns after the line is on disk.
 pub fn append(path: impl AsRef<Path>, rec: &mut Record) -> Result<(), AuditError> {
     let path = path.as_ref();
+    let file = open(path)?;
+    append_locked(&file, &path.display().to_string(), rec)
+}
+
+/// Opens the log at `path` read-write with `O_APPEND`, creating its directory (0750) and
+/// the file (0640) if needed: the descriptor [`append_to_file`] expects. The shim opens the
+/// log this way on the host and hands the descriptor to the container process.
+pub fn open(path: impl AsRef<Path>) -> Result<File, AuditError> {
+    let path = path.as_ref();
     let target = path.display().to_string();
-    let file = match open_log(path) {
-        Ok(f) => f,
+    match open_log(path) {
+        Ok(f) => Ok(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::DirBuilder::new()
@@ -146,11 +155,10 @@ pub fn append(path: impl AsRef<Path>, rec: &mut Record) -> Result<(), AuditError
             {
                 let _ = d.sync_all();
             }
-            f
+            Ok(f)
         }
-        Err(e) => return Err(AuditError::io(&target, "open", e)),
-    };
-    append_locked(&file, &target, rec)
+        Err(e) => Err(AuditError::io(&target, "open", e)),
+    }
 }
 
 fn open_log(path: &Path) -> io::Result<File> {

@@ -16,7 +16,7 @@ mod append;
 mod record;
 mod verify;
 
-pub use append::{AuditError, Chain, append, append_to_file};
+pub use append::{AuditError, Chain, append, append_to_file, open};
 pub use record::{DEFAULT_AUDIT_LOG, Record, ZERO_HASH, event, node_name, now_rfc3339, writer};
 pub use verify::{
     ChainBreak, Summary, VerifyError, VerifyErrorKind, verify, verify_file, verify_pinned,

@@ -192,6 +192,16 @@ fn open_in_root(root: &File, path: &str) -> std::io::Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
 }
 
+/// Whether `path` (a container path) is a directory in the rootfs, resolved inside it.
+pub fn dir_exists_in_root(rootfs: &Path, path: &str) -> bool {
+    let Ok(root) = File::open(rootfs) else {
+        return false;
+    };
+    open_in_root(&root, path)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.is_dir())
+}
+
 /// The rootfs directory of a bundle, from the spec's `root.path`.
 pub fn rootfs_of(bundle: &Path, root_path: &Path) -> PathBuf {
     if root_path.is_absolute() {

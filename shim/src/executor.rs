@@ -21,7 +21,7 @@ use wasmtime::{Engine, Module};
 
 use crate::launch::{WasmWorkload, Workload};
 use crate::run::{Outcome, Program};
-use crate::{engine, run, wasi_ctx};
+use crate::{audit, engine, run, wasi_ctx};
 
 #[derive(Clone)]
 pub struct WardenExecutor(Arc<Kind>);
@@ -35,6 +35,8 @@ enum Kind {
         grants: Grants,
         module_path: String,
         digest: String,
+        audit_log: Arc<File>,
+        audit: audit::Context,
     },
 }
 
@@ -49,6 +51,8 @@ impl WardenExecutor {
                 grants,
                 module_path,
                 digest,
+                audit_log,
+                audit,
             }) => Kind::Wasm {
                 artifact: artifact.into_inner(),
                 component,
@@ -56,6 +60,8 @@ impl WardenExecutor {
                 grants,
                 module_path,
                 digest,
+                audit_log: Arc::new(audit_log.into_inner()),
+                audit,
             },
         }))
     }
@@ -91,15 +97,31 @@ impl Executor for WardenExecutor {
                 grants,
                 module_path,
                 digest,
+                audit_log,
+                audit,
             } => {
                 log::info!(
                     "running {module_path} ({digest}) with grants: {}",
                     grants.summary()
                 );
-                let outcome = run_wasm(artifact, *component, args, grants);
+                let on_deny: wasi_ctx::DenyHook = {
+                    let (log_file, ctx) = (audit_log.clone(), audit.clone());
+                    Arc::new(move |rule: &'static str, what: String| {
+                        log::warn!("denied by policy ({rule}): {what}");
+                        let rec = ctx.decision("deny", Some(rule), Some(what));
+                        audit::append_from_container(&log_file, rec);
+                    })
+                };
+                let outcome = run_wasm(artifact, *component, args, grants, on_deny);
                 if let Some(msg) = outcome.message() {
                     log::error!("{module_path}: {msg}");
                     eprintln!("warden: {module_path}: {msg}");
+                }
+                if let Outcome::Limit(kind, msg) = &outcome {
+                    let mut rec = audit.record(warden_audit::event::LIMIT);
+                    rec.rule = Some(kind.rule().to_string());
+                    rec.reason = Some(msg.clone());
+                    audit::append_from_container(audit_log, rec);
                 }
                 log::info!(
                     "{module_path} finished with exit code {}",
@@ -111,7 +133,13 @@ impl Executor for WardenExecutor {
     }
 }
 
-fn run_wasm(artifact: &File, component: bool, args: &[String], grants: &Grants) -> Outcome {
+fn run_wasm(
+    artifact: &File,
+    component: bool,
+    args: &[String],
+    grants: &Grants,
+    on_deny: wasi_ctx::DenyHook,
+) -> Outcome {
     let setup = || -> anyhow::Result<(Engine, Program)> {
         let engine = engine::new_engine()?;
         let file = artifact.try_clone()?;
@@ -132,9 +160,6 @@ fn run_wasm(artifact: &File, component: bool, args: &[String], grants: &Grants) 
         Ok(p) => p,
         Err(e) => return Outcome::SetupFailed(format!("{e:#}")),
     };
-    let on_deny = Arc::new(|what: String| {
-        log::warn!("denied by policy: {what}");
-    });
     let wasi = match wasi_ctx::builder(grants, args, on_deny) {
         Ok(w) => w,
         Err(e) => return Outcome::SetupFailed(format!("{e:#}")),

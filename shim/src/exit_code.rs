@@ -14,3 +14,18 @@ pub const MEMORY_LIMIT: i32 = 135;
 pub const DEADLINE: i32 = 124;
 /// The `limits.cpu_time` bound was used up: 128 + SIGXCPU.
 pub const CPU_TIME: i32 = 152;
+
+/// What an exit status means, for the audit record; `None` for 0.
+pub fn describe(code: i32) -> Option<String> {
+    let what = match code {
+        0 => return None,
+        SETUP_FAILED => "warden could not set up the runtime (or the guest exited 125)",
+        TRAP => "wasm trap (or the guest exited 134)",
+        MEMORY_LIMIT => "memory limit (or the guest exited 135)",
+        DEADLINE => "deadline (or the guest exited 124)",
+        CPU_TIME => "CPU time limit (or the guest exited 152)",
+        c if c > 128 => return Some(format!("killed by signal {}", c - 128)),
+        _ => "exited with an error",
+    };
+    Some(what.to_string())
+}

@@ -63,7 +63,6 @@ impl Facts {
     }
 
     /// The container env as name/value pairs (what the policy filters).
-    #[allow(dead_code)] // used by the policy decision
     pub fn env_pairs(&self) -> Vec<(String, String)> {
         self.env
             .iter()

@@ -5,6 +5,7 @@
 //! and creates the container in a zygote with the decided workload. A refusal fails the
 //! create, and its message reaches `ctr` and, through CRI, the container status.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -14,7 +15,8 @@ use containerd_shimkit::sandbox::{Error as SandboxError, Instance, InstanceConfi
 use containerd_shimkit::zygote::WireFd;
 use oci_spec::runtime::Spec;
 use sha2::{Digest, Sha256};
-use warden_policy::{Grants, STRICT_PROFILE};
+use warden_audit::event;
+use warden_policy::{Decision, Policy, Request, STRICT_PROFILE};
 use wasmtime::Engine;
 
 use crate::cache::{Cache, Outcome as CacheOutcome};
@@ -24,19 +26,22 @@ use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
 use crate::pid_fd::PidFd;
 use crate::settings::Settings;
-use crate::{cache, engine};
+use crate::{audit, cache, engine, exit_code};
 
 pub struct WardenInstance {
     id: String,
     container: Container,
     exit: WaitableCell<(u32, DateTime<Utc>)>,
+    audit_log: PathBuf,
+    audit: audit::Context,
+    started: std::sync::Mutex<Option<Instant>>,
 }
 
 /// Why a container may not run: the message names the profile and the rule.
 #[derive(Debug)]
 pub struct Refusal {
     pub profile: String,
-    pub rule: &'static str,
+    pub rule: String,
     pub reason: String,
 }
 
@@ -54,7 +59,7 @@ impl Instance for WardenInstance {
     async fn new(id: String, cfg: &InstanceConfig) -> Result<Self, SandboxError> {
         let started = Instant::now();
         let (id2, cfg2) = (id.clone(), cfg.clone());
-        let launch = tokio::task::spawn_blocking(move || prepare(&id2, &cfg2))
+        let (launch, audit) = tokio::task::spawn_blocking(move || prepare(&id2, &cfg2))
             .await
             .map_err(|e| SandboxError::Others(format!("preparing container {id}: {e}")))??;
         let container = Container::build(launch)
@@ -64,6 +69,9 @@ impl Instance for WardenInstance {
             id,
             container,
             exit: WaitableCell::new(),
+            audit_log: Settings::from_env().audit_log,
+            audit,
+            started: std::sync::Mutex::new(None),
         })
     }
 
@@ -74,8 +82,14 @@ impl Instance for WardenInstance {
         let pid = self.container.pid()?;
         let pidfd = PidFd::new(pid)?;
         self.container.start()?;
+        let t0 = Instant::now();
+        if let Ok(mut s) = self.started.lock() {
+            *s = Some(t0);
+        }
+        self.append(self.audit.record(event::START));
         let exit = self.exit.clone();
         let id = self.id.clone();
+        let (log_path, ctx) = (self.audit_log.clone(), self.audit.clone());
         tokio::spawn(async move {
             let _guard = guard;
             let code = match pidfd.wait().await {
@@ -86,6 +100,13 @@ impl Instance for WardenInstance {
                 }
             };
             log::info!("container {id} exited with status {code}");
+            let mut rec = ctx.record(event::EXIT);
+            rec.exit_code = Some(code.into());
+            rec.duration_ms = Some(t0.elapsed().as_millis() as u64);
+            rec.reason = exit_code::describe(code);
+            if let Err(e) = audit::append(&log_path, rec) {
+                log::error!("cannot audit the exit of {id}: {e}");
+            }
             let _ = exit.set((code as u32, Utc::now()));
         });
         Ok(pid as u32)
@@ -100,6 +121,7 @@ impl Instance for WardenInstance {
     async fn delete(&self) -> Result<(), SandboxError> {
         log::info!("deleting container {}", self.id);
         self.container.delete()?;
+        self.append(self.audit.record(event::DELETE));
         Ok(())
     }
 
@@ -108,12 +130,51 @@ impl Instance for WardenInstance {
     }
 }
 
-/// The host-side decision and preparation; blocking (it may compile).
-fn prepare(id: &str, cfg: &InstanceConfig) -> Result<Launch, SandboxError> {
+impl WardenInstance {
+    /// Appends a lifecycle record; after create, a failure is logged, not fatal.
+    fn append(&self, rec: warden_audit::Record) {
+        if let Err(e) = audit::append(&self.audit_log, rec) {
+            log::error!("cannot audit container {}: {e}", self.id);
+        }
+    }
+}
+
+/// The host-side decision and preparation; blocking (it may compile). Every outcome is
+/// audited before it takes effect: a container warden cannot audit does not run.
+fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), SandboxError> {
     let settings = Settings::from_env();
     let spec = Spec::load(cfg.bundle.join("config.json"))
         .map_err(|e| SandboxError::InvalidArgument(format!("reading the OCI spec: {e}")))?;
     let facts = Facts::from_spec(&spec, &cfg.namespace);
+    let mut ctx = audit::Context::new(&settings.node, id, &facts);
+    let audit_log = &settings.audit_log;
+
+    // Refuses: audits the denial (or fails closed if it cannot), then fails the create.
+    let refuse = |ctx: &audit::Context, profile: &str, rule: &str, reason: String| {
+        let r = Refusal {
+            profile: profile.to_string(),
+            rule: rule.to_string(),
+            reason,
+        };
+        log::warn!("container {id}: {r}");
+        let mut rec = ctx.decision("deny", Some(rule), Some(r.reason.clone()));
+        rec.profile = Some(profile.to_string());
+        if let Err(e) = audit::append(audit_log, rec) {
+            return unauditable(&e);
+        }
+        SandboxError::FailedPrecondition(r.to_string())
+    };
+
+    let policy = match Policy::load_or_strict(&settings.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            // Fail closed: no workload runs under a policy that does not load.
+            let reason =
+                format!("the node policy does not load, so nothing runs until it is fixed: {e}");
+            return Err(refuse(&ctx, STRICT_PROFILE, "policy.invalid", reason));
+        }
+    };
+
     let rootfs = entrypoint::rootfs_of(
         &cfg.bundle,
         spec.root()
@@ -122,57 +183,77 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<Launch, SandboxError> {
             .unwrap_or("rootfs".as_ref()),
     );
     let arg0 = facts.args.first().cloned().unwrap_or_default();
-    let entry = entrypoint::read(&rootfs, &arg0, &facts.cwd, &facts.env)
-        .map_err(|e| SandboxError::InvalidArgument(format!("{e:#}")))?;
+    let entry = match entrypoint::read(&rootfs, &arg0, &facts.cwd, &facts.env) {
+        Ok(e) => e,
+        Err(e) => return Err(refuse(&ctx, STRICT_PROFILE, "entrypoint", format!("{e:#}"))),
+    };
+    let digest = (!entry.kind.is_native())
+        .then(|| format!("sha256:{}", hex::encode(Sha256::digest(&entry.bytes))));
+    ctx.module_digest = digest.clone();
 
-    let profile = STRICT_PROFILE.to_string();
-    let grants = Grants::strict();
-    let refuse = |rule: &'static str, reason: String| {
-        let r = Refusal {
-            profile: profile.clone(),
+    let request = Request {
+        namespace: facts.namespace.clone(),
+        requested_profile: facts.requested_profile.clone(),
+        env: facts.env_pairs(),
+        mounts: facts.mounts.clone(),
+        module_digest: digest.clone(),
+        native: entry.kind.is_native(),
+        sandbox: facts.sandbox,
+    };
+    let (profile, mut grants) = match policy.decide(&request) {
+        Decision::Allow { profile, grants } => (profile, grants),
+        Decision::Deny {
+            profile,
             rule,
             reason,
-        };
-        log::warn!("container {id}: {r}");
-        SandboxError::FailedPrecondition(r.to_string())
+        } => {
+            let reason = if entry.kind.is_native() {
+                format!("{} is {}: {reason}", entry.path, entry.kind.describe())
+            } else {
+                reason
+            };
+            return Err(refuse(&ctx, &profile, rule.as_str(), reason));
+        }
     };
+    ctx.profile = Some(profile.clone());
+    grants.mounts.retain(|m| {
+        let present = mount_present(&rootfs, &facts.mounts, &m.path);
+        if !present {
+            log::info!(
+                "container {id}: granted mount {} is not in the container; not preopened",
+                m.path
+            );
+        }
+        present
+    });
+    ctx.grants = Some(grants.summary());
 
     let workload = match entry.kind {
         Kind::Precompiled => {
-            return Err(refuse(
-                "precompiled",
-                format!(
-                    "{} is {}; warden runs only code it compiled itself, ship the .wasm instead",
-                    entry.path,
-                    entry.kind.describe()
-                ),
-            ));
-        }
-        Kind::Elf | Kind::Script if facts.sandbox || grants.native => Workload::Native,
-        Kind::Elf | Kind::Script => {
-            return Err(refuse(
-                "native",
-                format!(
-                    "{} is {} and the profile does not allow native code",
-                    entry.path,
-                    entry.kind.describe()
-                ),
-            ));
+            let reason = format!(
+                "{} is {}; warden runs only code it compiled itself, ship the .wasm instead",
+                entry.path,
+                entry.kind.describe()
+            );
+            return Err(refuse(&ctx, &profile, "precompiled", reason));
         }
         Kind::Unknown => {
-            return Err(refuse(
-                "module.invalid",
-                format!("{} is {}", entry.path, entry.kind.describe()),
-            ));
+            let reason = format!("{} is {}", entry.path, entry.kind.describe());
+            return Err(refuse(&ctx, &profile, "module.invalid", reason));
         }
+        // The decision allowed native code: the pod sandbox, or a profile with native = true.
+        Kind::Elf | Kind::Script => Workload::Native,
         Kind::Module | Kind::Component => {
-            let digest = format!("sha256:{}", hex::encode(Sha256::digest(&entry.bytes)));
-            let artifact = compile_cached(&settings, &entry, &digest).map_err(|e| {
-                refuse(
-                    "module.invalid",
-                    format!("{} is not a valid {}: {e:#}", entry.path, entry.kind.noun()),
-                )
-            })?;
+            let digest = digest.unwrap_or_default();
+            let artifact = match compile_cached(&settings, &entry, &digest) {
+                Ok(a) => a,
+                Err(e) => {
+                    let reason =
+                        format!("{} is not a valid {}: {e:#}", entry.path, entry.kind.noun());
+                    return Err(refuse(&ctx, &profile, "module.invalid", reason));
+                }
+            };
+            let log_fd = warden_audit::open(audit_log).map_err(|e| unauditable(&e))?;
             Workload::Wasm(WasmWorkload {
                 artifact: WireFd::new(artifact),
                 component: entry.kind == Kind::Component,
@@ -180,14 +261,42 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<Launch, SandboxError> {
                 grants,
                 module_path: entry.path.clone(),
                 digest,
+                audit_log: WireFd::new(log_fd),
+                audit: ctx.clone(),
             })
         }
     };
-    Ok(Launch {
-        id: id.to_string(),
-        cfg: cfg.clone(),
-        workload,
-    })
+    audit::append(audit_log, ctx.decision("allow", None, None)).map_err(|e| unauditable(&e))?;
+    log::info!(
+        "container {id}: allowed under profile {profile} ({})",
+        ctx.grants.as_deref().unwrap_or("nothing")
+    );
+    Ok((
+        Launch {
+            id: id.to_string(),
+            cfg: cfg.clone(),
+            workload,
+        },
+        ctx,
+    ))
+}
+
+/// The error for a container that cannot be audited: warden runs nothing it cannot record.
+fn unauditable(e: &warden_audit::AuditError) -> SandboxError {
+    let msg = format!(
+        "warden refused to run the container: the audit log cannot be written ({e}); warden does not run workloads it cannot audit"
+    );
+    log::error!("{msg}");
+    SandboxError::FailedPrecondition(msg)
+}
+
+/// Whether a granted container path exists: a mount of the container, or a directory in
+/// the image.
+fn mount_present(rootfs: &Path, container_mounts: &[String], path: &str) -> bool {
+    container_mounts
+        .iter()
+        .any(|m| m.trim_end_matches('/') == path)
+        || entrypoint::dir_exists_in_root(rootfs, path)
 }
 
 fn host_engine() -> anyhow::Result<&'static Engine> {

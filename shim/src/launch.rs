@@ -11,6 +11,8 @@ use containerd_shimkit::zygote::WireFd;
 use serde::{Deserialize, Serialize};
 use warden_policy::Grants;
 
+use crate::audit;
+
 #[derive(Serialize, Deserialize)]
 pub struct Launch {
     pub id: String,
@@ -35,4 +37,8 @@ pub struct WasmWorkload {
     /// The module's path in the container and its digest, for messages.
     pub module_path: String,
     pub digest: String,
+    /// The audit log, opened on the host (read-write, append), for run-time denials and
+    /// limits; and what those records name.
+    pub audit_log: WireFd<File>,
+    pub audit: audit::Context,
 }

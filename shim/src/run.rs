@@ -454,7 +454,7 @@ mod tests {
         let engine = new_engine().unwrap();
         let module = Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
         let mut grants = warden_policy::Grants::strict();
-        let wasi = crate::wasi_ctx::builder(&grants, &["m".into()], Arc::new(|_| {})).unwrap();
+        let wasi = crate::wasi_ctx::builder(&grants, &["m".into()], Arc::new(|_, _| {})).unwrap();
         assert_eq!(
             run(
                 &engine,
@@ -466,7 +466,7 @@ mod tests {
         );
         // And with a granted env var the same module sees one.
         grants.env.push(("A".into(), "1".into()));
-        let wasi = crate::wasi_ctx::builder(&grants, &["m".into()], Arc::new(|_| {})).unwrap();
+        let wasi = crate::wasi_ctx::builder(&grants, &["m".into()], Arc::new(|_, _| {})).unwrap();
         assert_eq!(
             run(&engine, Program::Module(module), wasi, &grants.limits),
             Outcome::Exited(10)

@@ -13,8 +13,9 @@ use warden_policy::{Access, Grants, NetworkGrant};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-/// Called with a description of each socket use the policy refused.
-pub type DenyHook = Arc<dyn Fn(String) + Send + Sync>;
+/// Called with the rule (`network.connect`, `network.listen`) and a description of each
+/// socket use the policy refused.
+pub type DenyHook = Arc<dyn Fn(&'static str, String) + Send + Sync>;
 
 /// Builds the WASI context for a guest from its grants and args.
 pub fn builder(grants: &Grants, args: &[String], on_deny: DenyHook) -> Result<WasiCtxBuilder> {
@@ -39,7 +40,7 @@ pub fn builder(grants: &Grants, args: &[String], on_deny: DenyHook) -> Result<Wa
     b.socket_addr_check(move |addr, use_| {
         let allowed = socket_allowed(&net, addr, use_);
         if !allowed {
-            on_deny(format!("{} {addr}", use_name(use_)));
+            on_deny(rule_of(use_), format!("{} {addr}", use_name(use_)));
         }
         Box::pin(async move { allowed })
     });
@@ -64,6 +65,14 @@ pub fn socket_allowed(net: &NetworkGrant, addr: SocketAddr, use_: SocketAddrUse)
         SocketAddrUse::TcpListen => net.may_listen(addr),
         SocketAddrUse::TcpAccept => !net.listen.is_empty(),
         SocketAddrUse::UdpReceive => net.may_connect(addr) || !net.listen.is_empty(),
+    }
+}
+
+/// The policy key that would have to grant a socket use.
+pub fn rule_of(u: SocketAddrUse) -> &'static str {
+    match u {
+        SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend => "network.connect",
+        _ => "network.listen",
     }
 }
 
@@ -166,7 +175,7 @@ mod tests {
             path: "/does/not/exist/warden".into(),
             access: Access::Ro,
         });
-        let err = builder(&g, &[], Arc::new(|_| {})).err().unwrap();
+        let err = builder(&g, &[], Arc::new(|_, _| {})).err().unwrap();
         assert!(format!("{err:#}").contains("/does/not/exist/warden"));
     }
 }
