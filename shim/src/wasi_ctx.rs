@@ -37,6 +37,10 @@ pub fn builder(grants: &Grants, args: &[String], on_deny: DenyHook) -> Result<Wa
     }
     let net = Arc::new(grants.network.clone());
     b.allow_ip_name_lookup(grants.network.dns);
+    // Creating a socket is harmless on its own; every bind, listen, connect and send is
+    // checked below against the grant (default: refuse). Allowing creation means that a
+    // refused use is seen, with its address, and audited, instead of failing anonymously.
+    b.allow_tcp(true).allow_udp(true);
     b.socket_addr_check(move |addr, use_| {
         let allowed = socket_allowed(&net, addr, use_);
         if !allowed {

@@ -12,6 +12,18 @@
 //! operation prints `denied: <error>` to stderr and exits [`DENIED_EXIT_CODE`]; a bad command
 //! line prints `usage: ...` and exits [`USAGE_EXIT_CODE`]. `argv[0]` is the module's path, so
 //! `ctr run IMAGE ID /hello.wasm ARG...` passes `ARG...` to the program.
+//!
+//! Exit codes of the wasip2 builds: WASI 0.2's stable `wasi:cli/exit` carries only success or
+//! failure, so `exit(N)` with N != 0 ends a component with status 1 (wasmtime reports
+//! `Exited with i32 exit status 1`); `denied: ` on stderr is the reliable mark of a refusal.
+//! The wasip1 builds exit with N exactly.
+//!
+//! Checked with wasmtime 50 + wasmtime-wasi 50 on both targets: every program does what its
+//! doc says when granted (a preopened dir, env, and for the socket programs
+//! `inherit_network()` plus `allow_tcp(true)` / `allow_ip_name_lookup(true)`: TCP and name
+//! lookup are off by default in wasmtime-wasi 50, so without them `tcp-connect` and
+//! `tcp-listen` print `denied: ...: Permission denied`). `trap`'s backtrace names
+//! [`TRAP_FUNCTION`].
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -6,62 +6,11 @@ use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use tempfile::TempDir;
-use warden_test::containerd::{Containerd, Options, RunOpts, RunResult};
-use warden_test::guests::{self, DENIED_EXIT_CODE, HELLO_WASM, TRAP_FUNCTION, Wasi};
-use warden_test::image::ImageBuilder;
+use common::{assert_denied, assert_refused, exit_status, node};
+use warden_test::containerd::RunOpts;
+use warden_test::guests::{self, HELLO_WASM, TRAP_FUNCTION, Wasi};
 
-/// A private containerd with the shim on its PATH and warden's files in a temp dir.
-struct Node {
-    containerd: Containerd,
-    files: TempDir,
-}
-
-fn node() -> Node {
-    let files = tempfile::tempdir().expect("temp dir");
-    let containerd = Containerd::start(Options {
-        shim_dir: Some(warden_test::shim::shim_dir().to_path_buf()),
-        env: vec![
-            ("WARDEN_CACHE_DIR".into(), path(&files, "cache")),
-            ("WARDEN_AUDIT_LOG".into(), path(&files, "audit.jsonl")),
-            ("WARDEN_POLICY".into(), path(&files, "policy.toml")),
-        ],
-        ..Options::default()
-    });
-    Node { containerd, files }
-}
-
-fn path(dir: &TempDir, name: &str) -> String {
-    dir.path().join(name).display().to_string()
-}
-
-const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n";
-
-impl Node {
-    /// Imports an image holding `module` at `/app.wasm`, plus an `/etc/passwd` the module
-    /// must not be able to read; returns its name.
-    fn image(&self, name: &str, module: Vec<u8>) -> String {
-        let image = format!("localhost/warden-test/{name}:latest");
-        self.containerd.import_image(
-            &ImageBuilder::wasm_rootfs(&image, "/app.wasm", module)
-                .file("/etc/passwd", PASSWD, 0o644)
-                .dir("/tmp"),
-        );
-        image
-    }
-
-    fn guest(&self, wasi: Wasi, name: &str) -> String {
-        let bytes = guests::build_guests().bytes(wasi, name);
-        self.image(&format!("{name}-{}", wasi.target()), bytes)
-    }
-
-    fn run(&self, image: &str, args: &[&str], opts: RunOpts) -> RunResult {
-        let id = self.containerd.unique_id("t");
-        let mut argv = vec!["/app.wasm".to_string()];
-        argv.extend(args.iter().map(|s| s.to_string()));
-        self.containerd.run(image, &id, opts.args(argv))
-    }
-}
+mod common;
 
 #[test]
 fn p1_hello_prints_and_exits_zero() {
@@ -108,15 +57,6 @@ fn p1_trap_exits_134_and_names_the_trap_and_function() {
     assert!(line.contains(TRAP_FUNCTION), "{line}");
 }
 
-/// The exit status a guest's `exit(code)` gives: exact for preview 1; for a WASI 0.2 command
-/// component, whose stable `wasi:cli/exit` carries only ok/err, 0 or 1.
-fn exit_status(wasi: Wasi, code: i32) -> i32 {
-    match wasi {
-        Wasi::P1 => code,
-        _ => i32::from(code != 0),
-    }
-}
-
 #[test]
 fn p2_component_prints_and_exit_code_propagates() {
     let n = node();
@@ -133,16 +73,6 @@ fn p2_component_prints_and_exit_code_propagates() {
             "exit({code}): {r:?}"
         );
     }
-}
-
-/// The guest tried something, was refused, and said so.
-fn assert_denied(wasi: Wasi, r: &RunResult) {
-    assert_eq!(
-        r.code,
-        Some(exit_status(wasi, DENIED_EXIT_CODE)),
-        "{wasi:?}: {r:?}"
-    );
-    assert!(r.stderr.contains("denied: "), "{wasi:?}: {r:?}");
 }
 
 #[test]
@@ -198,18 +128,6 @@ fn deny_by_default_no_tcp_connect_even_with_host_network() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
         other => panic!("the listener saw a connection: {other:?}"),
     }
-}
-
-fn assert_refused(r: &RunResult, what: &str) {
-    assert_ne!(r.code, Some(0), "{r:?}");
-    assert!(
-        r.stderr.contains("warden refused to run the container"),
-        "no refusal in ctr's error: {r:?}"
-    );
-    assert!(
-        r.stderr.contains(what),
-        "refusal does not say {what:?}: {r:?}"
-    );
 }
 
 #[test]

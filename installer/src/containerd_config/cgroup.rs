@@ -176,6 +176,17 @@ SystemdCgroup = true
     }
 
     #[test]
+    fn microk8s_runtime_placeholder_is_runc() {
+        let f = file(
+            "/t.toml",
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"${RUNTIME}\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n",
+        );
+        let d = cgroup_driver(&[&f], MergeMode::Deep).unwrap();
+        assert_eq!(d.runtime, "runc");
+        assert!(d.systemd);
+    }
+
+    #[test]
     fn deep_merge_lets_a_drop_in_override() {
         let main = file(
             "/main.toml",

@@ -19,13 +19,14 @@ use serde::Serialize;
 
 use super::cgroup::{CgroupDriver, MergeMode, cgroup_driver};
 use super::distribution::{
-    self, Distribution, K0S_DROP_IN_DIR, K0S_MANAGED_MARKER, MICROK8S_RENDERED, PLAIN_CONFIG,
-    rancher_containerd_dir,
+    self, Distribution, K0S_DROP_IN_DIR, K0S_MANAGED_MARKER, MICROK8S_RENDERED,
 };
-use super::edit::has_entry;
 use super::error::ConfigError;
 use super::glob::{DROP_IN_FILE_NAME, ImportGlob};
-use super::source::{ConfigFile, exists, read_bytes, table_at};
+use super::locate::locate;
+use super::source::{ConfigFile, read_bytes};
+pub use super::target::Target;
+use super::target::{TargetFacts, check_not_shadowed, choose_target};
 use super::version::{CRI_PLUGIN_V2, CRI_PLUGIN_V3, implied_major};
 
 /// What the caller knows or was told (`--distribution`, `--config`, `containerd --version`).
@@ -49,26 +50,6 @@ impl DetectOptions {
             distribution: None,
             config: None,
             containerd_major: None,
-        }
-    }
-}
-
-/// Where warden's runtime entry is written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Target {
-    /// The main config file itself.
-    MainFile { path: PathBuf },
-    /// A file of warden's own in a drop-in directory the config imports, written with the
-    /// main config's `version`.
-    DropIn { path: PathBuf, version: u32 },
-}
-
-impl Target {
-    /// The file that is written.
-    pub fn path(&self) -> &Path {
-        match self {
-            Target::MainFile { path } | Target::DropIn { path, .. } => path,
         }
     }
 }
@@ -147,6 +128,16 @@ pub fn detect(opts: &DetectOptions) -> Result<NodeLayout, ConfigError> {
     let mut notes = Vec::new();
     let (distribution, main) = locate(opts, &mut notes)?;
     let config_path = main.path.clone();
+    if let Some(plugin) = main
+        .disabled_plugins()
+        .into_iter()
+        .find(|p| matches!(p.as_str(), "cri" | CRI_PLUGIN_V2 | CRI_PLUGIN_V3))
+    {
+        return Err(ConfigError::CriDisabled {
+            path: config_path,
+            plugin,
+        });
+    }
     let version = main.version;
     let imports = main.imports();
     let k0s_managed =
@@ -262,228 +253,6 @@ pub fn detect(opts: &DetectOptions) -> Result<NodeLayout, ConfigError> {
     })
 }
 
-/// Finds the distribution and reads its main config.
-fn locate(
-    opts: &DetectOptions,
-    notes: &mut Vec<String>,
-) -> Result<(Distribution, ConfigFile), ConfigError> {
-    let root = opts.root.as_path();
-    if let Some(config) = &opts.config {
-        refuse_rendered_path(config)?;
-        if !config.is_absolute() {
-            return Err(ConfigError::NotFound {
-                path: config.clone(),
-                hint: "--config must be an absolute path on the node".into(),
-            });
-        }
-        let file = ConfigFile::read(root, config)?;
-        let found = match Distribution::owning(config) {
-            Some(d) => d,
-            None => classify_plain(root, &file)?,
-        };
-        let distribution = reconcile(opts.distribution, found, config, notes)?;
-        return Ok((distribution, file));
-    }
-
-    if let Some(asked) = opts.distribution {
-        let candidates = asked.config_candidates();
-        let Some(path) = candidates.iter().find(|p| exists(root, p)) else {
-            let others = present_layouts(root)
-                .into_iter()
-                .map(|(d, p)| format!("{d} at {}", p.display()))
-                .collect::<Vec<_>>();
-            let found = if others.is_empty() {
-                "no containerd config was found".to_owned()
-            } else {
-                format!("found {}", others.join(", "))
-            };
-            return Err(ConfigError::DistributionMismatch {
-                asked: asked.to_string(),
-                found: format!(
-                    "there is no {} ({found})",
-                    candidates
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                ),
-            });
-        };
-        let file = ConfigFile::read(root, path)?;
-        let found = if asked.is_plain_containerd() {
-            classify_plain(root, &file)?
-        } else {
-            asked
-        };
-        let distribution = reconcile(Some(asked), found, path, notes)?;
-        return Ok((distribution, file));
-    }
-
-    let found = present_layouts(root)
-        .into_iter()
-        .filter(|(d, _)| !d.is_plain_containerd())
-        .collect::<Vec<_>>();
-    match found.as_slice() {
-        [] => {
-            let plain = Path::new(PLAIN_CONFIG);
-            if !exists(root, plain) {
-                let mut looked_at = vec![plain.to_path_buf()];
-                for d in [
-                    Distribution::K3s,
-                    Distribution::Rke2,
-                    Distribution::K0s,
-                    Distribution::Microk8s,
-                ] {
-                    looked_at.extend(d.config_candidates());
-                }
-                return Err(ConfigError::UnknownLayout {
-                    root: root.to_path_buf(),
-                    looked_at,
-                });
-            }
-            let file = ConfigFile::read(root, plain)?;
-            let distribution = classify_plain(root, &file)?;
-            Ok((distribution, file))
-        }
-        [(distribution, path)] => {
-            if exists(root, Path::new(PLAIN_CONFIG)) {
-                notes.push(format!(
-                    "{PLAIN_CONFIG} also exists but {distribution} runs its own containerd with {}",
-                    path.display()
-                ));
-            }
-            Ok((*distribution, ConfigFile::read(root, path)?))
-        }
-        several => Err(ConfigError::Ambiguous {
-            root: root.to_path_buf(),
-            found: several
-                .iter()
-                .map(|(d, p)| format!("{d} ({})", p.display()))
-                .collect(),
-        }),
-    }
-}
-
-/// Every distribution whose config exists, with the file (plain containerd once).
-fn present_layouts(root: &Path) -> Vec<(Distribution, PathBuf)> {
-    [
-        Distribution::K3s,
-        Distribution::Rke2,
-        Distribution::K0s,
-        Distribution::Microk8s,
-        Distribution::Containerd,
-    ]
-    .into_iter()
-    .filter_map(|d| {
-        d.config_candidates()
-            .into_iter()
-            .find(|p| exists(root, p))
-            .map(|p| (d, p))
-    })
-    .collect()
-}
-
-/// Files that a distribution regenerates and warden must never be pointed at.
-fn refuse_rendered_path(config: &Path) -> Result<(), ConfigError> {
-    if config == Path::new(MICROK8S_RENDERED) {
-        return Err(ConfigError::Rendered {
-            path: config.to_path_buf(),
-            distribution: "microk8s".into(),
-            hint: format!(
-                "microk8s renders it from {} at every containerd start; omit --config and \
-                 warden edits the template",
-                distribution::MICROK8S_TEMPLATE
-            ),
-        });
-    }
-    let is_template = config
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.ends_with(".tmpl"));
-    if let Some(d) = Distribution::owning(config).filter(|d| d.renders_config())
-        && is_template
-    {
-        return Err(ConfigError::Rendered {
-            path: config.to_path_buf(),
-            distribution: d.to_string(),
-            hint: "this is a Go template, not TOML; warden uses the drop-in directory the \
-                   rendered config imports (omit --config)"
-                .into(),
-        });
-    }
-    Ok(())
-}
-
-/// Tells plain containerd, kind and EKS apart by their markers.
-fn classify_plain(root: &Path, file: &ConfigFile) -> Result<Distribution, ConfigError> {
-    if is_kind(root, file)? {
-        return Ok(Distribution::Kind);
-    }
-    let eks_import = file
-        .imports()
-        .iter()
-        .any(|i| i == "/etc/containerd/config.d/*.toml");
-    if eks_import || exists(root, Path::new("/etc/eks")) {
-        return Ok(Distribution::Eks);
-    }
-    Ok(Distribution::Containerd)
-}
-
-/// kind's node image has `/kind` (version and product_uuid files), and its config has the
-/// `test-handler` runtime and the `cri-base.json` base spec.
-fn is_kind(root: &Path, file: &ConfigFile) -> Result<bool, ConfigError> {
-    if exists(root, Path::new("/kind/version")) {
-        return Ok(true);
-    }
-    for plugin in [CRI_PLUGIN_V2, CRI_PLUGIN_V3] {
-        let Some(runtimes) = table_at(
-            &file.path,
-            &file.doc,
-            &["plugins", plugin, "containerd", "runtimes"],
-        )?
-        else {
-            continue;
-        };
-        if runtimes.contains_key("test-handler") {
-            return Ok(true);
-        }
-        let kind_spec = runtimes.iter().any(|(_, runtime)| {
-            runtime
-                .as_table_like()
-                .and_then(|r| r.get("base_runtime_spec"))
-                .and_then(|v| v.as_str())
-                == Some("/etc/containerd/cri-base.json")
-        });
-        if kind_spec {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Checks an explicit `--distribution` against what the files say.
-fn reconcile(
-    asked: Option<Distribution>,
-    found: Distribution,
-    path: &Path,
-    notes: &mut Vec<String>,
-) -> Result<Distribution, ConfigError> {
-    match asked {
-        None => Ok(found),
-        Some(asked) if asked == found => Ok(found),
-        Some(Distribution::Containerd) if found.is_plain_containerd() => {
-            notes.push(format!(
-                "asked for containerd: this is containerd as {found} configures it"
-            ));
-            Ok(found)
-        }
-        Some(asked) => Err(ConfigError::DistributionMismatch {
-            asked: asked.to_string(),
-            found: format!("{} is {found}'s config", path.display()),
-        }),
-    }
-}
-
 /// Reads every file the imports load today. Empty imported files are valid (containerd
 /// loads them as nothing) and skipped; any other error is the user's to fix first, since
 /// containerd would not start with it either.
@@ -504,185 +273,6 @@ fn read_imports(root: &Path, globs: &[ImportGlob]) -> Result<Vec<ConfigFile>, Co
     Ok(files)
 }
 
-/// What the choice of target depends on.
-struct TargetFacts<'a> {
-    root: &'a Path,
-    main: &'a ConfigFile,
-    distribution: Distribution,
-    /// Neither rendered by k3s/rke2 nor rewritten by k0s.
-    main_editable: bool,
-    /// Where warden's drop-in would go, if the config imports a directory for it.
-    drop_in: Option<PathBuf>,
-    merge_deeply: Option<bool>,
-    k0s_managed: bool,
-}
-
-/// Where the entry goes: the main file when it already holds one, a drop-in where it is
-/// merged deeply, else the main file when it may be edited; otherwise a refusal.
-fn choose_target(facts: TargetFacts<'_>, notes: &mut Vec<String>) -> Result<Target, ConfigError> {
-    let TargetFacts {
-        root,
-        main,
-        distribution,
-        main_editable,
-        drop_in,
-        merge_deeply,
-        k0s_managed,
-    } = facts;
-    let version = main.version;
-    if main_editable && has_entry(main)? {
-        notes.push(format!(
-            "{} already has a `warden` runtime: warden keeps it there",
-            main.path.display()
-        ));
-        return Ok(Target::MainFile {
-            path: main.path.clone(),
-        });
-    }
-    if let Some(path) = drop_in.clone()
-        && (k0s_managed || merge_deeply == Some(true))
-    {
-        return Ok(Target::DropIn { path, version });
-    }
-    if main_editable {
-        match (drop_in.is_some(), merge_deeply) {
-            (true, None) => notes.push(
-                "containerd's version is unknown and config version 2 is read by 1.x and 2.x: \
-                 editing the main file, which works with both (pass the containerd version to \
-                 use the drop-in directory on 2.x)"
-                    .to_owned(),
-            ),
-            (true, Some(false)) => notes.push(
-                "containerd 1.x replaces whole plugin sections from imported files, so a \
-                 drop-in would wipe the CRI config: editing the main file instead"
-                    .to_owned(),
-            ),
-            _ => {}
-        }
-        if distribution == Distribution::K0s {
-            notes.push(format!(
-                "{} is not k0s-managed (no `{K0S_MANAGED_MARKER}` first line): it is edited \
-                 like any containerd config",
-                main.path.display()
-            ));
-        }
-        return Ok(Target::MainFile {
-            path: main.path.clone(),
-        });
-    }
-    let dir = rancher_containerd_dir(distribution);
-    let user_template = ["config-v3.toml.tmpl", "config.toml.tmpl"]
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|path| exists(root, path));
-    Err(rendered_refusal(
-        main,
-        distribution,
-        drop_in,
-        merge_deeply,
-        user_template,
-    ))
-}
-
-/// The refusal for a k3s/rke2 rendered config without a usable drop-in directory.
-fn rendered_refusal(
-    main: &ConfigFile,
-    distribution: Distribution,
-    drop_in: Option<PathBuf>,
-    merge_deeply: Option<bool>,
-    user_template: Option<PathBuf>,
-) -> ConfigError {
-    let dir = rancher_containerd_dir(distribution);
-    let template = dir.join(if main.version >= 3 {
-        "config-v3.toml.tmpl"
-    } else {
-        "config.toml.tmpl"
-    });
-    match (drop_in, merge_deeply) {
-        (Some(drop_in), None) => ConfigError::ContainerdVersionNeeded {
-            path: main.path.clone(),
-            reason: format!(
-                "the rendered config imports {}, which only containerd 2.x merges deeply",
-                drop_in.parent().unwrap_or(&dir).display()
-            ),
-        },
-        (Some(drop_in), Some(_)) => ConfigError::Rendered {
-            path: main.path.clone(),
-            distribution: distribution.to_string(),
-            hint: format!(
-                "it imports {}, but containerd 1.x replaces the whole CRI section from a \
-                 drop-in, so one holding only a runtime would break it; upgrade {distribution} \
-                 to a release with containerd 2 (its rendered config imports \
-                 config-v3.toml.d/*.toml), then run warden again",
-                drop_in.parent().unwrap_or(&dir).display()
-            ),
-        },
-        // A v3 base template imports the drop-in directory: the user's template dropped it.
-        (None, _) if main.version >= 3 && user_template.is_some() => ConfigError::Rendered {
-            path: main.path.clone(),
-            distribution: distribution.to_string(),
-            hint: format!(
-                "it imports no drop-in directory because {} replaces {distribution}'s base \
-                 template, whose rendering imports {}/config-v3.toml.d/*.toml; start that \
-                 template with `{{{{ template \"base\" . }}}}` and keep only your additions below \
-                 it, then run warden again (warden never edits or copies templates)",
-                user_template.as_deref().unwrap_or(&template).display(),
-                dir.display()
-            ),
-        },
-        (None, _) => ConfigError::Rendered {
-            path: main.path.clone(),
-            distribution: distribution.to_string(),
-            hint: format!(
-                "it imports no drop-in directory and {distribution} rewrites it at every start; \
-                 upgrade {distribution} to a release whose rendered config imports \
-                 {}/config-v3.toml.d/*.toml (1.31 and later, with containerd 2) and run warden \
-                 again, or add the warden runtime yourself in {} after a \
-                 `{{{{ template \"base\" . }}}}` line (warden never copies the rendered config \
-                 into a template)",
-                dir.display(),
-                template.display()
-            ),
-        },
-    }
-}
-
-/// On containerd 1.x an imported file holding the CRI plugin table replaces the main
-/// file's whole CRI section: an entry added to the main file would be silently ignored.
-fn check_not_shadowed(
-    main_path: &Path,
-    imported: &[ConfigFile],
-    mode: MergeMode,
-    merge_deeply: Option<bool>,
-    notes: &mut Vec<String>,
-) -> Result<(), ConfigError> {
-    for file in imported {
-        let plugin = match file.version {
-            1 => "cri",
-            2 => CRI_PLUGIN_V2,
-            _ => CRI_PLUGIN_V3,
-        };
-        if table_at(&file.path, &file.doc, &["plugins", plugin])?.is_none() {
-            continue;
-        }
-        if mode == MergeMode::ReplacePluginSections {
-            return Err(ConfigError::ShadowedByImport {
-                path: main_path.to_path_buf(),
-                import: file.path.clone(),
-                plugin: plugin.to_owned(),
-            });
-        }
-        if merge_deeply.is_none() {
-            notes.push(format!(
-                "{} sets `{plugin}`: on containerd 1.x it would replace the main file's whole \
-                 CRI section (pass the containerd version to check)",
-                file.path.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn distribution_notes(distribution: Distribution, notes: &mut Vec<String>) {
     match distribution {
         Distribution::Kind => notes.push(
@@ -700,6 +290,7 @@ fn distribution_notes(distribution: Distribution, notes: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::containerd_config::distribution::PLAIN_CONFIG;
 
     fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
@@ -919,6 +510,81 @@ mod tests {
             Path::new("/var/lib/rancher/k3s/agent/etc/containerd/config.toml.d/warden.toml")
         );
         assert_eq!(layout.restart_unit.as_deref(), Some("k3s-agent"));
+    }
+
+    #[test]
+    fn k0s_managed_uses_containerd_d_even_without_the_import() {
+        // Older k0s: version 2, importing a file of its own; it merges containerd.d itself.
+        let root = tree(&[(
+            "/etc/k0s/containerd.toml",
+            "# k0s_managed=true\nversion = 2\nimports = [\"/run/k0s/containerd-cri.toml\"]\n",
+        )]);
+        let layout = detect(&DetectOptions::new(root.path())).unwrap();
+        assert_eq!(layout.distribution, Distribution::K0s);
+        assert_eq!(
+            layout.target,
+            Target::DropIn {
+                path: "/etc/k0s/containerd.d/warden.toml".into(),
+                version: 2
+            }
+        );
+        assert_eq!(layout.restart_unit, None);
+    }
+
+    #[test]
+    fn k0s_unmanaged_config_is_edited_and_k0s_restarted() {
+        let root = tree(&[
+            ("/etc/k0s/containerd.toml", "# my own config\nversion = 3\n"),
+            ("/etc/systemd/system/k0scontroller.service", ""),
+        ]);
+        let layout = detect(&DetectOptions::new(root.path())).unwrap();
+        assert!(matches!(layout.target, Target::MainFile { .. }));
+        assert_eq!(layout.restart_unit.as_deref(), Some("k0scontroller"));
+        assert!(layout.notes.iter().any(|n| n.contains("not k0s-managed")));
+    }
+
+    #[test]
+    fn k3s_config_v3_toml_is_a_candidate_too() {
+        let root = tree(&[(
+            "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml",
+            "version = 3\nimports = [\"/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d/*.toml\"]\n",
+        )]);
+        let layout = detect(&DetectOptions::new(root.path())).unwrap();
+        assert_eq!(layout.distribution, Distribution::K3s);
+        assert_eq!(
+            layout.target.path(),
+            Path::new("/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d/warden.toml")
+        );
+    }
+
+    #[test]
+    fn kind_is_told_by_its_config_alone() {
+        let root = tree(&[(
+            PLAIN_CONFIG,
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.test-handler]\nruntime_type = \"io.containerd.runc.v2\"\n",
+        )]);
+        let layout = detect(&DetectOptions::new(root.path())).unwrap();
+        assert_eq!(layout.distribution, Distribution::Kind);
+    }
+
+    #[test]
+    fn existing_entry_in_main_wins_over_the_drop_in() {
+        let root = tree(&[(
+            PLAIN_CONFIG,
+            "version = 3\nimports = ['/etc/containerd/conf.d/*.toml']\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.warden]\nruntime_type = 'io.containerd.warden.v1'\n",
+        )]);
+        let layout = detect(&DetectOptions::new(root.path())).unwrap();
+        assert!(matches!(layout.target, Target::MainFile { .. }));
+    }
+
+    #[test]
+    fn disabled_cri_plugin_is_refused() {
+        let root = tree(&[(PLAIN_CONFIG, "disabled_plugins = [\"cri\"]\n")]);
+        let err = detect(&DetectOptions::new(root.path())).unwrap_err();
+        assert!(matches!(err, ConfigError::CriDisabled { .. }), "{err}");
+        let root = tree(&[(PLAIN_CONFIG, "version = 2\ndisabled_plugins = \"cri\"\n")]);
+        let err = detect(&DetectOptions::new(root.path())).unwrap_err();
+        assert!(matches!(err, ConfigError::WrongType { .. }), "{err}");
     }
 
     #[test]

@@ -9,11 +9,15 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, TableLike, Value};
+use toml_edit::{DocumentMut, InlineTable, Item, Table, Value};
 
 use super::error::ConfigError;
+use super::node::{Node, ensure_tables, normalize_path_keys};
 use super::preserve::carry_over;
 use super::source::{ConfigFile, dotted, table_at, type_name, wrong_type};
+use super::style::{
+    Style, annotations, first_key_indent, indent_of, is_literal, sibling_style, string,
+};
 use super::version::{CRI_PLUGIN_V2, CRI_PLUGIN_V3, runtimes_path};
 
 /// The CRI runtime handler name (the RuntimeClass `handler`).
@@ -162,7 +166,8 @@ pub fn has_entry(file: &ConfigFile) -> Result<bool, ConfigError> {
 /// Removes the `warden` runtime from `text` (read from `path`), keeping everything else.
 /// Text without the entry is returned unchanged. For an uninstall that can restore the
 /// original bytes recorded at install time, restoring them is better: this is for when
-/// only the entry must go.
+/// only the entry must go (it gives back the pre-install text byte for byte, except a
+/// final newline the install had to add to a file that lacked one).
 pub fn remove_entry(path: &Path, text: &str) -> Result<String, ConfigError> {
     let file = ConfigFile::parse(path, text.as_bytes())?;
     let mut doc = file.doc.clone();
@@ -192,255 +197,6 @@ pub fn remove_entry(path: &Path, text: &str) -> Result<String, ConfigError> {
 fn keep_untouched(original: &str, rendered_before: &str, rendered_after: &str) -> String {
     carry_over(original, rendered_before, rendered_after)
         .unwrap_or_else(|| rendered_after.to_owned())
-}
-
-/// Resets the spacing around the keys on the path to `runtimes` (`[ a . b ]` becomes
-/// `[a.b]`), so that the header of a new table is written plainly. Lines that already
-/// exist keep their spelling through [`keep_untouched`].
-fn normalize_path_keys(doc: &mut DocumentMut, segments: &[&str]) {
-    let mut current = Node::Std(doc.as_table_mut());
-    for segment in segments {
-        current.clear_key_spacing(segment);
-        match current.into_child(segment) {
-            Some(next) => current = next,
-            None => return,
-        }
-    }
-}
-
-/// Indentation copied from a neighbouring runtime (usually `runc`).
-#[derive(Debug, Default, Clone)]
-struct Style {
-    /// The neighbour writes strings 'literal' (go-toml v2 does, in version 3 files).
-    literal_strings: bool,
-    header_indent: String,
-    key_indent: String,
-    options_header_indent: String,
-    options_key_indent: String,
-}
-
-/// The whitespace after the last newline of a decor prefix: its indentation.
-fn indent_of(prefix: Option<&toml_edit::RawString>) -> String {
-    let raw = prefix.and_then(|p| p.as_str()).unwrap_or("");
-    let last_line = raw.rsplit('\n').next().unwrap_or("");
-    if last_line.chars().all(|c| c == ' ' || c == '\t') {
-        last_line.to_owned()
-    } else {
-        String::new()
-    }
-}
-
-fn first_key_indent(table: &Table) -> String {
-    table
-        .iter()
-        .find(|(_, item)| item.is_value())
-        .and_then(|(k, _)| table.key(k))
-        .map(|k| indent_of(k.leaf_decor().prefix()))
-        .unwrap_or_default()
-}
-
-fn sibling_style(runtimes: &dyn TableLike) -> Style {
-    let sibling = runtimes.get("runc").and_then(Item::as_table).or_else(|| {
-        runtimes
-            .iter()
-            .find_map(|(name, item)| (name != RUNTIME_NAME).then(|| item.as_table()).flatten())
-    });
-    let Some(sibling) = sibling else {
-        return Style::default();
-    };
-    let options = sibling.get("options").and_then(Item::as_table);
-    Style {
-        literal_strings: is_literal(sibling.get("runtime_type")),
-        header_indent: indent_of(sibling.decor().prefix()),
-        key_indent: first_key_indent(sibling),
-        options_header_indent: options
-            .map(|o| indent_of(o.decor().prefix()))
-            .unwrap_or_else(|| indent_of(sibling.decor().prefix())),
-        options_key_indent: options
-            .map(first_key_indent)
-            .unwrap_or_else(|| first_key_indent(sibling)),
-    }
-}
-
-/// A table being edited: a standard (or dotted) table, or an inline one. New children
-/// follow the kind of their parent: an inline table can only hold inline tables.
-enum Node<'a> {
-    Std(&'a mut Table),
-    Inline(&'a mut InlineTable),
-}
-
-impl<'a> Node<'a> {
-    /// The child table `key`, created when absent (implicit, so it gets no header of its
-    /// own); `None` when `key` holds something else than a table.
-    fn child_or_create(self, key: &str) -> Option<Node<'a>> {
-        match self {
-            Node::Std(t) => {
-                if !t.contains_key(key) {
-                    let mut child = Table::new();
-                    child.set_implicit(true);
-                    t.insert(key, Item::Table(child));
-                }
-                match t.get_mut(key)? {
-                    Item::Table(c) => Some(Node::Std(c)),
-                    Item::Value(Value::InlineTable(c)) => Some(Node::Inline(c)),
-                    _ => None,
-                }
-            }
-            Node::Inline(t) => {
-                if !t.contains_key(key) {
-                    t.insert(key, Value::InlineTable(InlineTable::new()));
-                }
-                match t.get_mut(key)? {
-                    Value::InlineTable(c) => Some(Node::Inline(c)),
-                    _ => None,
-                }
-            }
-        }
-    }
-
-    /// The existing child table `key`, if it is one.
-    fn child(&mut self, key: &str) -> Option<Node<'_>> {
-        match self {
-            Node::Std(t) => match t.get_mut(key)? {
-                Item::Table(c) => Some(Node::Std(c)),
-                Item::Value(Value::InlineTable(c)) => Some(Node::Inline(c)),
-                _ => None,
-            },
-            Node::Inline(t) => match t.get_mut(key)? {
-                Value::InlineTable(c) => Some(Node::Inline(c)),
-                _ => None,
-            },
-        }
-    }
-
-    /// The existing child table `key`, consuming the parent borrow.
-    fn into_child(self, key: &str) -> Option<Node<'a>> {
-        match self {
-            Node::Std(t) => match t.get_mut(key)? {
-                Item::Table(c) => Some(Node::Std(c)),
-                Item::Value(Value::InlineTable(c)) => Some(Node::Inline(c)),
-                _ => None,
-            },
-            Node::Inline(t) => match t.get_mut(key)? {
-                Value::InlineTable(c) => Some(Node::Inline(c)),
-                _ => None,
-            },
-        }
-    }
-
-    /// Resets the spacing `key` carries when it is part of a dotted path.
-    fn clear_key_spacing(&mut self, key: &str) {
-        let key = match self {
-            Node::Std(t) => t.key_mut(key),
-            Node::Inline(t) => t.key_mut(key),
-        };
-        if let Some(mut key) = key {
-            key.dotted_decor_mut().clear();
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<&Item> {
-        match self {
-            Node::Std(t) => t.get(key),
-            Node::Inline(t) => TableLike::get(&**t, key),
-        }
-    }
-
-    /// Sets `key` to `value`. An existing value keeps its decor (spacing, trailing
-    /// comment); a new key takes `indent` before it.
-    fn set(&mut self, key: &str, mut value: Value, indent: &str) {
-        match self {
-            Node::Std(t) => match t.get_mut(key) {
-                Some(Item::Value(old)) => {
-                    *value.decor_mut() = old.decor().clone();
-                    *old = value;
-                }
-                _ => {
-                    t.insert(key, Item::Value(value));
-                    if let Some(mut k) = t.key_mut(key) {
-                        k.leaf_decor_mut().set_prefix(indent);
-                    }
-                }
-            },
-            Node::Inline(t) => match t.get_mut(key) {
-                Some(old) => {
-                    *value.decor_mut() = old.decor().clone();
-                    *old = value;
-                }
-                None => {
-                    t.insert(key, value);
-                }
-            },
-        }
-    }
-
-    fn remove(&mut self, key: &str) -> bool {
-        match self {
-            Node::Std(t) => t.remove(key).is_some(),
-            Node::Inline(t) => {
-                let was_last = t.iter().last().is_some_and(|(k, _)| k == key);
-                let Some(removed) = t.remove(key) else {
-                    return false;
-                };
-                // Give the space before `}` back to the value that is now last.
-                if let (true, Some(suffix)) = (was_last, removed.decor().suffix())
-                    && let Some((_, last)) = t.iter_mut().last()
-                {
-                    last.decor_mut().set_suffix(suffix.clone());
-                }
-                true
-            }
-        }
-    }
-}
-
-/// Walks `segments` from the root, creating missing tables.
-fn ensure_tables<'d>(
-    path: &Path,
-    doc: &'d mut DocumentMut,
-    segments: &[&str],
-) -> Result<Node<'d>, ConfigError> {
-    let mut current = Node::Std(doc.as_table_mut());
-    for (depth, segment) in segments.iter().enumerate() {
-        current = current
-            .child_or_create(segment)
-            .ok_or_else(|| ConfigError::WrongType {
-                path: path.to_path_buf(),
-                key: dotted(&segments[..=depth]),
-                expected: "a table",
-                found: "another type",
-            })?;
-    }
-    Ok(current)
-}
-
-/// Whether `item` is a string written 'literal'.
-fn is_literal(item: Option<&Item>) -> bool {
-    match item {
-        Some(Item::Value(Value::String(s))) => s
-            .as_repr()
-            .and_then(|r| r.as_raw().as_str())
-            .is_some_and(|raw| raw.starts_with('\'')),
-        _ => false,
-    }
-}
-
-/// A string value, 'literal' when the file's style is and `s` can be written so.
-fn string(s: &str, literal: bool) -> Value {
-    if literal
-        && !s.contains(['\'', '\n', '\r'])
-        && let Ok(mut value) = format!("'{s}'").parse::<Value>()
-    {
-        value.decor_mut().clear();
-        return value;
-    }
-    s.into()
-}
-
-fn annotations(literal: bool) -> Value {
-    let mut array = Array::new();
-    array.push(string(POD_ANNOTATION, literal));
-    Value::Array(array)
 }
 
 /// Adds a complete `warden` entry to `runtimes`.
@@ -557,13 +313,14 @@ fn update_existing(
         let item = node.get("options").unwrap_or(&Item::None);
         return Err(wrong_type(path, &key, "a table", item));
     }
+    // warden owns this key: a value of another type is simply replaced.
     let systemd_now = node
         .get("options")
         .and_then(Item::as_table_like)
         .and_then(|o| o.get("SystemdCgroup"))
-        .map(|v| (v.as_bool(), type_name(v)));
+        .map(Item::as_bool);
     match (entry.systemd_cgroup, systemd_now) {
-        (true, Some((Some(true), _))) | (false, None) | (false, Some((Some(false), _))) => {}
+        (true, Some(Some(true))) | (false, None) | (false, Some(Some(false))) => {}
         (want, _) => {
             if !has_options {
                 insert_options(&mut node);
@@ -806,6 +563,27 @@ mod tests {
         assert_eq!(parsed.version, 3);
         assert_eq!(upsert(&text, true).outcome, EditOutcome::Unchanged);
         assert!(render_drop_in(Path::new("/x.toml"), 1, &entry(true)).is_err());
+    }
+
+    #[test]
+    fn file_without_final_newline() {
+        let text = "version = 2 # no newline at the end";
+        let edited = upsert(text, false);
+        let reparsed = file(&edited.text);
+        assert!(has_entry(&reparsed).unwrap(), "{}", edited.text);
+        assert!(edited.text.starts_with(text), "{}", edited.text);
+        assert_eq!(
+            edited.text,
+            format!(
+                "{text}\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.warden]\nruntime_type = \"io.containerd.warden.v1\"\nruntime_path = \"/opt/warden/bin/containerd-shim-warden-v1\"\npod_annotations = [\"warden.dev/*\"]\n"
+            )
+        );
+        assert_eq!(upsert(&edited.text, false).outcome, EditOutcome::Unchanged);
+        // The newline the edit needed stays: byte-exact undo restores the recorded bytes.
+        assert_eq!(
+            remove_entry(Path::new(PATH), &edited.text).unwrap(),
+            format!("{text}\n")
+        );
     }
 
     #[test]

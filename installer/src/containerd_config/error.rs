@@ -155,6 +155,17 @@ pub enum ConfigError {
         plugin: String,
     },
 
+    /// The config disables containerd's CRI plugin (Docker's packaged config does): the
+    /// kubelet does not use this containerd, and a runtime registered here is never used.
+    #[error(
+        "{}: containerd's CRI plugin is disabled (`disabled_plugins` lists \"{plugin}\"), so \
+         Kubernetes does not run pods through this containerd; point --config at the config of \
+         the containerd the kubelet uses, or remove \"{plugin}\" from `disabled_plugins` if \
+         this containerd should serve Kubernetes",
+        path.display()
+    )]
+    CriDisabled { path: PathBuf, plugin: String },
+
     /// The install dir must be absolute: containerd resolves `runtime_path` as given.
     #[error("install dir {} must be an absolute, UTF-8 path", path.display())]
     InstallDir { path: PathBuf },

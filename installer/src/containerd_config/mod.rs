@@ -3,7 +3,7 @@
 //! This is the pure part of the installer: it reads files under a root prefix (`/` on a
 //! node, a fake tree in tests) and returns what should change, never writing anything.
 //!
-//! - [`detect`] finds the distribution, the config file, its version and imports, the
+//! - [`detect()`] finds the distribution, the config file, its version and imports, the
 //!   cgroup driver, the unit to restart, and where warden's entry belongs (a drop-in where
 //!   containerd 2.x merges one, else the main file).
 //! - [`edit`] adds, updates or removes the `warden` runtime with `toml_edit`, keeping the
@@ -19,14 +19,22 @@ pub mod distribution;
 pub mod edit;
 pub mod error;
 pub mod glob;
+mod locate;
+mod node;
 pub mod plan;
 pub mod preserve;
 pub mod source;
+mod style;
+mod target;
 pub mod version;
 
+pub use cgroup::CgroupDriver;
 pub use detect::{DetectOptions, NodeLayout, Target, detect};
 pub use distribution::Distribution;
-pub use edit::{EditOutcome, Edited, RuntimeEntry, remove_entry, render_drop_in, upsert_entry};
+pub use edit::{
+    EditOutcome, Edited, POD_ANNOTATION, RUNTIME_NAME, RUNTIME_TYPE, RuntimeEntry, SHIM_BINARY,
+    has_entry, remove_entry, render_drop_in, upsert_entry,
+};
 pub use error::ConfigError;
 pub use plan::{ChangeKind, FileChange, Plan, plan_install, plan_remove};
 pub use source::ConfigFile;

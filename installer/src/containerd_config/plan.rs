@@ -327,6 +327,36 @@ mod tests {
     }
 
     #[test]
+    fn drop_in_with_other_settings_only_loses_the_entry() {
+        let root = tree(&[
+            (
+                "/etc/containerd/config.toml",
+                "version = 3\nimports = ['/etc/containerd/conf.d/*.toml']\n",
+            ),
+            (
+                "/etc/containerd/conf.d/warden.toml",
+                "version = 3\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.warden]\nruntime_type = 'io.containerd.warden.v1'\n[plugins.'io.containerd.cri.v1.images']\nsnapshotter = 'native'\n",
+            ),
+        ]);
+        let layout = detect(&DetectOptions::new(root.path())).unwrap();
+        let removal = plan_remove(root.path(), &layout).unwrap();
+        assert_eq!(removal.changes[0].kind, ChangeKind::Modify);
+        assert_eq!(
+            removal.changes[0].after.as_deref(),
+            Some("version = 3\n[plugins.'io.containerd.cri.v1.images']\nsnapshotter = 'native'\n")
+        );
+    }
+
+    #[test]
+    fn removing_nothing_is_a_no_op() {
+        let root = tree(&[("/etc/containerd/config.toml", "version = 2\n")]);
+        let layout = detect(&DetectOptions::new(root.path())).unwrap();
+        let removal = plan_remove(root.path(), &layout).unwrap();
+        assert!(removal.is_noop());
+        assert_eq!(removal.restart, None);
+    }
+
+    #[test]
     fn main_file_diff_and_json() {
         let root = tree(&[(
             "/etc/containerd/config.toml",

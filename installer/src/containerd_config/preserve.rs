@@ -28,7 +28,18 @@ pub fn carry_over(original: &str, rendered_before: &str, rendered_after: &str) -
     for op in capture_diff_slices(Algorithm::Myers, &before_lines, &after_lines) {
         let (tag, old, new) = op.as_tag_tuple();
         match tag {
-            DiffTag::Equal => original_lines[old].iter().for_each(|l| out.push_str(l)),
+            DiffTag::Equal => {
+                for (original_line, rendered_line) in
+                    original_lines[old.clone()].iter().zip(&before_lines[old])
+                {
+                    out.push_str(original_line);
+                    // A last line without its newline gets the one the rendering has,
+                    // since lines may now follow it.
+                    if !original_line.ends_with('\n') && rendered_line.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+            }
             DiffTag::Delete => {}
             DiffTag::Insert | DiffTag::Replace => {
                 after_lines[new].iter().for_each(|l| out.push_str(l))
@@ -67,6 +78,14 @@ mod tests {
         let before = "[ a.b ]\nk = 1\n[x]\n";
         let after = "[x]\n";
         assert_eq!(carry_over(original, before, after).unwrap(), "[x]\n");
+    }
+
+    #[test]
+    fn a_missing_final_newline_is_added_when_lines_follow() {
+        assert_eq!(
+            carry_over("a = 1 ", "a = 1\n", "a = 1\n\n[t]\n").unwrap(),
+            "a = 1 \n\n[t]\n"
+        );
     }
 
     #[test]

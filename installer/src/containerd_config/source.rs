@@ -68,6 +68,20 @@ impl ConfigFile {
         })
     }
 
+    /// The plugins listed in `disabled_plugins`.
+    pub fn disabled_plugins(&self) -> Vec<String> {
+        // Types were checked by `parse`.
+        self.doc
+            .get("disabled_plugins")
+            .and_then(Item::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Reads and parses `node_path` under `root` (`root` is `/` on a real node, a fake tree
     /// in tests).
     pub fn read(root: &Path, node_path: &Path) -> Result<Self, ConfigError> {
@@ -180,6 +194,19 @@ fn check_top_level_types(path: &Path, doc: &DocumentMut) -> Result<(), ConfigErr
         && item.as_table_like().is_none()
     {
         return Err(wrong_type(path, "plugins", "a table", item));
+    }
+    if let Some(item) = doc.get("disabled_plugins") {
+        let strings = item
+            .as_array()
+            .is_some_and(|a| a.iter().all(|v| v.as_str().is_some()));
+        if !strings {
+            return Err(wrong_type(
+                path,
+                "disabled_plugins",
+                "an array of strings",
+                item,
+            ));
+        }
     }
     if let Some(item) = doc.get("imports") {
         let Some(array) = item.as_array() else {
