@@ -53,18 +53,18 @@ pub fn builder(grants: &Grants, args: &[String], on_deny: DenyHook) -> Result<Wa
 
 /// Whether the network grant allows one use of a socket address.
 ///
-/// `connect` rules cover outgoing TCP connects and UDP sends; `listen` rules cover explicit
-/// binds and listening. wasi-sockets also checks the implicit bind that a connect or listen
-/// performs, with the wildcard address and port 0: that is allowed when the grant allows
-/// something at all, since the real use is checked right after. Accepted TCP clients and
-/// received datagrams are allowed on sockets that passed those checks.
+/// `connect` rules cover outgoing TCP connects and UDP sends; `listen` rules cover binds to
+/// a chosen address or port, and listening. A bind to the wildcard address and an ephemeral
+/// port (what wasi-sockets checks for the implicit bind of a connect, listen or send) carries
+/// no traffic and is allowed: the connect, listen or send that follows is what is checked,
+/// refused, and audited with its real address. Accepted TCP clients and received datagrams
+/// are allowed on sockets that passed those checks.
 pub fn socket_allowed(net: &NetworkGrant, addr: SocketAddr, use_: SocketAddrUse) -> bool {
-    let any = !net.connect.is_empty() || !net.listen.is_empty();
-    let implicit = addr.ip().is_unspecified() && addr.port() == 0;
+    let ephemeral_wildcard = addr.ip().is_unspecified() && addr.port() == 0;
     match use_ {
         SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend => net.may_connect(addr),
         SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
-            (implicit && any) || net.may_listen(addr)
+            ephemeral_wildcard || net.may_listen(addr)
         }
         SocketAddrUse::TcpListen => net.may_listen(addr),
         SocketAddrUse::TcpAccept => !net.listen.is_empty(),
@@ -118,7 +118,7 @@ mod tests {
             SocketAddrUse::UdpSend,
             SocketAddrUse::UdpReceive,
         ] {
-            for a in ["127.0.0.1:80", "0.0.0.0:0", "[::1]:443", "10.0.0.1:5432"] {
+            for a in ["127.0.0.1:80", "0.0.0.0:80", "[::1]:443", "10.0.0.1:5432"] {
                 assert!(!socket_allowed(&net, a.parse().unwrap(), u), "{a} {u:?}");
             }
         }
@@ -149,27 +149,15 @@ mod tests {
     }
 
     #[test]
-    fn implicit_bind_needs_some_network_grant() {
+    fn an_ephemeral_wildcard_bind_is_harmless_and_what_follows_is_checked() {
         let none = NetworkGrant::default();
-        assert!(!socket_allowed(
-            &none,
-            "0.0.0.0:0".parse().unwrap(),
-            SocketAddrUse::TcpBind
-        ));
-        let net = NetworkGrant {
-            listen: vec![rule("127.0.0.1", 32, 8080, 8080)],
-            ..Default::default()
-        };
-        assert!(socket_allowed(
-            &net,
-            "0.0.0.0:0".parse().unwrap(),
-            SocketAddrUse::TcpBind
-        ));
-        assert!(!socket_allowed(
-            &net,
-            "0.0.0.0:0".parse().unwrap(),
-            SocketAddrUse::TcpListen
-        ));
+        let wild = "0.0.0.0:0".parse().unwrap();
+        assert!(socket_allowed(&none, wild, SocketAddrUse::TcpBind));
+        assert!(socket_allowed(&none, wild, SocketAddrUse::UdpBind));
+        assert!(!socket_allowed(&none, wild, SocketAddrUse::TcpListen));
+        let target = "127.0.0.1:22".parse().unwrap();
+        assert!(!socket_allowed(&none, target, SocketAddrUse::TcpConnect));
+        assert!(!socket_allowed(&none, target, SocketAddrUse::UdpSend));
     }
 
     #[test]

@@ -128,6 +128,10 @@ fn deny_by_default_no_tcp_connect_even_with_host_network() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
         other => panic!("the listener saw a connection: {other:?}"),
     }
+    let denials = n.audit_events("deny", Some("network.connect"));
+    assert_eq!(denials.len(), 1, "{:?}", n.audit());
+    assert_eq!(denials[0]["reason"], format!("tcp connect {addr}").as_str());
+    assert_eq!(denials[0]["profile"], "strict");
 }
 
 #[test]
