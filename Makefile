@@ -46,6 +46,7 @@ demo:
 
 bench:
 	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -q -p warden-audit --example audit_bench -- 2000 100
 	$(CARGO) run --release -q -p warden-test --bin bench
 
 clean:

@@ -101,7 +101,8 @@ pub fn read(rootfs: &Path, arg0: &str, cwd: &str, env: &[String]) -> Result<Entr
     let err = last_err.map(|e| e.to_string()).unwrap_or_default();
     bail!(
         "entrypoint {arg0:?} not found in the image (looked at {}): {err}; \
-         with ctr, the first argument after the container id is the module's path",
+         warden runs the module found as a file in the image's rootfs (OCI Wasm-layer images \
+         are not read); with ctr, the first argument after the container id is the module's path",
         candidates.join(", ")
     )
 }
