@@ -11,15 +11,41 @@ use wasmtime::{Config, Engine};
 /// How often the ticker advances the epoch when a run has a deadline or CPU bound.
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
-pub fn config() -> Config {
+/// The two engine flavours. Fuel metering changes the generated code (and costs time on
+/// every loop), so only profiles with `limits.fuel` get the metered engine; its artifacts
+/// have their own compatibility hash, hence their own cache entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Plain,
+    Metered,
+}
+
+impl Flavor {
+    pub fn for_limits(limits: &warden_policy::Limits) -> Self {
+        if limits.fuel.is_some() {
+            Flavor::Metered
+        } else {
+            Flavor::Plain
+        }
+    }
+}
+
+pub fn config(flavor: Flavor) -> Config {
     let mut config = Config::new();
     // Deadlines and CPU-time bounds interrupt guest code at epoch checks.
     config.epoch_interruption(true);
+    config.consume_fuel(flavor == Flavor::Metered);
     config
 }
 
+/// The plain engine (tests use it; the shim picks the flavour from the grants).
+#[cfg(test)]
 pub fn new_engine() -> Result<Engine> {
-    Ok(Engine::new(&config())?)
+    engine_for(Flavor::Plain)
+}
+
+pub fn engine_for(flavor: Flavor) -> Result<Engine> {
+    Ok(Engine::new(&config(flavor))?)
 }
 
 /// A stable hex digest of the engine's compatibility hash and the wasmtime version, so that a
@@ -60,9 +86,11 @@ mod tests {
     #[test]
     fn compat_key_changes_with_the_config() {
         let a = new_engine().unwrap();
-        let mut c = config();
+        let mut c = config(Flavor::Plain);
         c.epoch_interruption(false);
         let b = Engine::new(&c).unwrap();
         assert_ne!(compat_key(&a), compat_key(&b));
+        let metered = engine_for(Flavor::Metered).unwrap();
+        assert_ne!(compat_key(&a), compat_key(&metered));
     }
 }

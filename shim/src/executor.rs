@@ -141,7 +141,7 @@ fn run_wasm(
     on_deny: wasi_ctx::DenyHook,
 ) -> Outcome {
     let setup = || -> anyhow::Result<(Engine, Program)> {
-        let engine = engine::new_engine()?;
+        let engine = engine::engine_for(engine::Flavor::for_limits(&grants.limits))?;
         let file = artifact.try_clone()?;
         // SAFETY: the artifact was compiled by this shim, on the host side, with the same
         // engine configuration, and is held through an fd the guest cannot reach.

@@ -14,6 +14,8 @@ pub const MEMORY_LIMIT: i32 = 135;
 pub const DEADLINE: i32 = 124;
 /// The `limits.cpu_time` bound was used up: 128 + SIGXCPU.
 pub const CPU_TIME: i32 = 152;
+/// The guest ran out of `limits.fuel`.
+pub const FUEL: i32 = 153;
 
 /// What an exit status means, for the audit record; `None` for 0.
 pub fn describe(code: i32) -> Option<String> {
@@ -24,6 +26,7 @@ pub fn describe(code: i32) -> Option<String> {
         MEMORY_LIMIT => "memory limit (or the guest exited 135)",
         DEADLINE => "deadline (or the guest exited 124)",
         CPU_TIME => "CPU time limit (or the guest exited 152)",
+        FUEL => "fuel limit (or the guest exited 153)",
         c if c > 128 => return Some(format!("killed by signal {}", c - 128)),
         _ => "exited with an error",
     };

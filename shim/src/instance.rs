@@ -21,6 +21,7 @@ use wasmtime::Engine;
 
 use crate::cache::{Cache, Outcome as CacheOutcome};
 use crate::container::Container;
+use crate::engine::Flavor;
 use crate::entrypoint::{self, Kind};
 use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
@@ -245,7 +246,8 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), S
         Kind::Elf | Kind::Script => Workload::Native,
         Kind::Module | Kind::Component => {
             let digest = digest.unwrap_or_default();
-            let artifact = match compile_cached(&settings, &entry, &digest) {
+            let flavor = Flavor::for_limits(&grants.limits);
+            let artifact = match compile_cached(&settings, &entry, &digest, flavor) {
                 Ok(a) => a,
                 Err(e) => {
                     let reason =
@@ -299,13 +301,18 @@ fn mount_present(rootfs: &Path, container_mounts: &[String], path: &str) -> bool
         || entrypoint::dir_exists_in_root(rootfs, path)
 }
 
-fn host_engine() -> anyhow::Result<&'static Engine> {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    if let Some(e) = ENGINE.get() {
+fn host_engine(flavor: Flavor) -> anyhow::Result<&'static Engine> {
+    static PLAIN: OnceLock<Engine> = OnceLock::new();
+    static METERED: OnceLock<Engine> = OnceLock::new();
+    let cell = match flavor {
+        Flavor::Plain => &PLAIN,
+        Flavor::Metered => &METERED,
+    };
+    if let Some(e) = cell.get() {
         return Ok(e);
     }
-    let e = engine::new_engine()?;
-    Ok(ENGINE.get_or_init(|| e))
+    let e = engine::engine_for(flavor)?;
+    Ok(cell.get_or_init(|| e))
 }
 
 /// The compiled artifact for the entrypoint, from the cache or freshly compiled.
@@ -313,8 +320,9 @@ fn compile_cached(
     settings: &Settings,
     entry: &entrypoint::Entrypoint,
     digest: &str,
+    flavor: Flavor,
 ) -> anyhow::Result<std::fs::File> {
-    let engine = host_engine()?;
+    let engine = host_engine(flavor)?;
     let compat = engine::compat_key(engine);
     let digest_hex = digest.trim_start_matches("sha256:");
     let started = Instant::now();

@@ -25,6 +25,7 @@ pub enum LimitKind {
     Memory,
     Deadline,
     CpuTime,
+    Fuel,
 }
 
 impl LimitKind {
@@ -33,6 +34,7 @@ impl LimitKind {
             LimitKind::Memory => "limits.memory",
             LimitKind::Deadline => "limits.deadline",
             LimitKind::CpuTime => "limits.cpu_time",
+            LimitKind::Fuel => "limits.fuel",
         }
     }
 }
@@ -54,6 +56,7 @@ impl Outcome {
             Outcome::Limit(LimitKind::Memory, _) => exit_code::MEMORY_LIMIT,
             Outcome::Limit(LimitKind::Deadline, _) => exit_code::DEADLINE,
             Outcome::Limit(LimitKind::CpuTime, _) => exit_code::CPU_TIME,
+            Outcome::Limit(LimitKind::Fuel, _) => exit_code::FUEL,
             Outcome::SetupFailed(_) => exit_code::SETUP_FAILED,
         }
     }
@@ -245,6 +248,12 @@ fn arm_limits<T: 'static>(
     hit: &LimitHit,
     started: Instant,
 ) {
+    if let Some(fuel) = limits.fuel {
+        // Only a metered engine (see `engine::Flavor`) accepts fuel.
+        if let Err(e) = store.set_fuel(fuel) {
+            log::error!("cannot set fuel: {e}");
+        }
+    }
     if limits.deadline.is_none() && limits.cpu_time.is_none() {
         store.set_epoch_deadline(u64::MAX);
         return;
@@ -312,6 +321,9 @@ fn classify_error(err: &wasmtime::Error, hit: &LimitHit) -> Outcome {
     if let Some((kind, msg)) = hit.get() {
         return Outcome::Limit(kind, msg);
     }
+    if matches!(err.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
+        return Outcome::Limit(LimitKind::Fuel, "ran out of fuel".into());
+    }
     let what = match err.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
         None => format!("{err:#}"),
@@ -337,7 +349,7 @@ mod tests {
     use crate::engine::new_engine;
 
     fn run_wat(wat: &str, limits: &Limits) -> Outcome {
-        let engine = new_engine().unwrap();
+        let engine = crate::engine::engine_for(crate::engine::Flavor::for_limits(limits)).unwrap();
         let module = Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
         let wasi = WasiCtxBuilder::new();
         run(&engine, Program::Module(module), wasi, limits)
@@ -429,6 +441,25 @@ mod tests {
         let o = run_wat(SPIN, &limits);
         assert!(matches!(o, Outcome::Limit(LimitKind::CpuTime, _)), "{o:?}");
         assert_eq!(o.exit_code(), exit_code::CPU_TIME);
+    }
+
+    #[test]
+    fn a_loop_out_of_fuel_is_stopped() {
+        let limits = Limits {
+            fuel: Some(100_000),
+            ..Default::default()
+        };
+        let o = run_wat(SPIN, &limits);
+        assert!(matches!(o, Outcome::Limit(LimitKind::Fuel, _)), "{o:?}");
+        assert_eq!(o.exit_code(), exit_code::FUEL);
+        let enough = Limits {
+            fuel: Some(100_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            run_wat(r#"(module (func (export "_start")))"#, &enough),
+            Outcome::Exited(0)
+        );
     }
 
     #[test]
