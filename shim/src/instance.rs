@@ -6,7 +6,6 @@
 //! create, and its message reaches `ctr` and, through CRI, the container status.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -17,9 +16,7 @@ use oci_spec::runtime::Spec;
 use sha2::{Digest, Sha256};
 use warden_audit::event;
 use warden_policy::{Decision, Policy, Request, STRICT_PROFILE};
-use wasmtime::Engine;
 
-use crate::cache::{Cache, Outcome as CacheOutcome};
 use crate::container::Container;
 use crate::engine::Flavor;
 use crate::entrypoint::{self, Kind};
@@ -27,7 +24,7 @@ use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
 use crate::pid_fd::PidFd;
 use crate::settings::Settings;
-use crate::{audit, cache, engine, exit_code};
+use crate::{audit, cache, compile, exit_code};
 
 pub struct WardenInstance {
     id: String,
@@ -301,53 +298,38 @@ fn mount_present(rootfs: &Path, container_mounts: &[String], path: &str) -> bool
         || entrypoint::dir_exists_in_root(rootfs, path)
 }
 
-fn host_engine(flavor: Flavor) -> anyhow::Result<&'static Engine> {
-    static PLAIN: OnceLock<Engine> = OnceLock::new();
-    static METERED: OnceLock<Engine> = OnceLock::new();
-    let cell = match flavor {
-        Flavor::Plain => &PLAIN,
-        Flavor::Metered => &METERED,
-    };
-    if let Some(e) = cell.get() {
-        return Ok(e);
-    }
-    let e = engine::engine_for(flavor)?;
-    Ok(cell.get_or_init(|| e))
-}
-
-/// The compiled artifact for the entrypoint, from the cache or freshly compiled.
+/// The compiled artifact for the entrypoint, from the cache or freshly compiled, obtained
+/// in a short-lived child process (see [`compile`]).
 fn compile_cached(
     settings: &Settings,
     entry: &entrypoint::Entrypoint,
     digest: &str,
     flavor: Flavor,
 ) -> anyhow::Result<std::fs::File> {
-    let engine = host_engine(flavor)?;
-    let compat = engine::compat_key(engine);
-    let digest_hex = digest.trim_start_matches("sha256:");
-    let started = Instant::now();
-    match Cache::open(&settings.cache_dir, settings.cache_max_bytes) {
-        Ok(cache) => {
-            let (file, outcome) =
-                cache.get_or_compile(engine, entry.kind, &entry.bytes, digest_hex, &compat)?;
-            match outcome {
-                CacheOutcome::Hit => log::info!(
-                    "compile cache hit for {} ({digest}) in {:?}",
-                    entry.path,
-                    started.elapsed()
-                ),
-                CacheOutcome::Compiled => log::info!(
-                    "compiled {} ({digest}) in {:?}, stored in the compile cache",
-                    entry.path,
-                    started.elapsed()
-                ),
-            }
-            Ok(file)
+    let module = cache::anonymous_file(&entry.bytes)?;
+    let compiled = compile::compile_in_child(compile::Request {
+        cache_dir: settings.cache_dir.clone(),
+        cache_max_bytes: settings.cache_max_bytes,
+        module: WireFd::new(module),
+        component: entry.kind == Kind::Component,
+        digest_hex: digest.trim_start_matches("sha256:").to_string(),
+        metered: flavor == Flavor::Metered,
+    })?;
+    let took = std::time::Duration::from_micros(compiled.micros);
+    match compiled.outcome {
+        compile::CacheOutcome::Hit => {
+            log::info!(
+                "compile cache hit for {} ({digest}) in {took:?}",
+                entry.path
+            )
         }
-        Err(e) => {
-            log::warn!("compile cache unusable, compiling without it: {e:#}");
-            let bytes = cache::compile(engine, entry.kind, &entry.bytes)?;
-            cache::anonymous_file(&bytes)
+        compile::CacheOutcome::Compiled => log::info!(
+            "compiled {} ({digest}) in {took:?}, stored in the compile cache",
+            entry.path
+        ),
+        compile::CacheOutcome::Uncached => {
+            log::info!("compiled {} ({digest}) in {took:?}, not cached", entry.path)
         }
     }
+    Ok(compiled.artifact.into_inner())
 }

@@ -7,6 +7,7 @@
 
 mod audit;
 mod cache;
+mod compile;
 mod container;
 mod engine;
 mod entrypoint;

@@ -226,8 +226,19 @@ fn sleeping_tree(c: &Containerd, image: &str, runtime: &str, args: &[&str]) -> (
         .collect();
     let (mut rss, mut pss) = (0.0, 0.0);
     for p in &tree {
-        rss += kb_field(&format!("/proc/{p}/status"), "VmRSS:");
-        pss += kb_field(&format!("/proc/{p}/smaps_rollup"), "Pss:");
+        let (r, s) = (
+            kb_field(&format!("/proc/{p}/status"), "VmRSS:"),
+            kb_field(&format!("/proc/{p}/smaps_rollup"), "Pss:"),
+        );
+        let name = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        println!(
+            "   {runtime}: pid {p} {:<24} RSS {:>6.1} MB  PSS {:>6.1} MB",
+            name.trim(),
+            r / 1024.0,
+            s / 1024.0
+        );
+        rss += r;
+        pss += s;
     }
     c.ctr(["task", "kill", "-s", "SIGKILL", &id]);
     std::thread::sleep(Duration::from_millis(500));

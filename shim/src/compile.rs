@@ -1,0 +1,127 @@
+//! Finding a module's compiled artifact in the cache, or compiling it, in a short-lived child
+//! process.
+//!
+//! The shim process lives as long as its container (a whole pod, under CRI). Compiling in it
+//! would keep wasmtime's engine and the compiler's freed memory resident for that whole
+//! time: measured, that was two thirds of the memory of a sleeping container. So the shim
+//! hands the module's bytes (as a memfd) to a child forked from the zygote, which opens the
+//! cache, compiles on a miss, returns the artifact as an fd, and exits. The shim process
+//! never creates a wasmtime engine.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use containerd_shimkit::zygote::{WireFd, Zygote};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{self, Cache, Outcome};
+use crate::engine::{self, Flavor};
+use crate::entrypoint::Kind;
+
+#[derive(Serialize, Deserialize)]
+pub struct Request {
+    pub cache_dir: PathBuf,
+    pub cache_max_bytes: u64,
+    /// The module's bytes, exactly as the shim read and hashed them.
+    pub module: WireFd<File>,
+    pub component: bool,
+    pub digest_hex: String,
+    pub metered: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Compiled {
+    pub artifact: WireFd<File>,
+    pub outcome: CacheOutcome,
+    pub micros: u64,
+}
+
+/// Where the artifact came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CacheOutcome {
+    Hit,
+    Compiled,
+    /// The cache could not be used; compiled into an unlinked file.
+    Uncached,
+}
+
+/// Runs [`compile_here`] in a fresh child of the zygote, which exits afterwards.
+pub fn compile_in_child(req: Request) -> anyhow::Result<Compiled> {
+    let child = Zygote::global().spawn();
+    let result = child.run(compile_here, req);
+    drop(child);
+    result.map_err(anyhow::Error::msg)
+}
+
+/// Looks the module up in the cache, compiling and storing it on a miss.
+pub fn compile_here(req: Request) -> Result<Compiled, String> {
+    let started = Instant::now();
+    let mut module = req.module.into_inner();
+    let mut bytes = Vec::new();
+    module
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| module.read_to_end(&mut bytes))
+        .map_err(|e| format!("reading the module: {e}"))?;
+    let flavor = if req.metered {
+        Flavor::Metered
+    } else {
+        Flavor::Plain
+    };
+    let kind = if req.component {
+        Kind::Component
+    } else {
+        Kind::Module
+    };
+    let engine = engine::engine_for(flavor).map_err(|e| format!("{e:#}"))?;
+    let compat = engine::compat_key(&engine);
+    let (artifact, outcome) = match Cache::open(&req.cache_dir, req.cache_max_bytes) {
+        Ok(cache) => {
+            let (file, o) = cache
+                .get_or_compile(&engine, kind, &bytes, &req.digest_hex, &compat)
+                .map_err(|e| format!("{e:#}"))?;
+            let o = match o {
+                Outcome::Hit => CacheOutcome::Hit,
+                Outcome::Compiled => CacheOutcome::Compiled,
+            };
+            (file, o)
+        }
+        Err(e) => {
+            log::warn!("compile cache unusable, compiling without it: {e:#}");
+            let artifact = cache::compile(&engine, kind, &bytes).map_err(|e| format!("{e:#}"))?;
+            let file = cache::anonymous_file(&artifact).map_err(|e| format!("{e:#}"))?;
+            (file, CacheOutcome::Uncached)
+        }
+    };
+    Ok(Compiled {
+        artifact: WireFd::new(artifact),
+        outcome,
+        micros: started.elapsed().as_micros() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_then_hits_without_the_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = wat::parse_str("(module (func (export \"_start\")))").unwrap();
+        let req = || Request {
+            cache_dir: dir.path().join("c"),
+            cache_max_bytes: 1 << 30,
+            module: WireFd::new(cache::anonymous_file(&module).unwrap()),
+            component: false,
+            digest_hex: "00".into(),
+            metered: false,
+        };
+        assert_eq!(compile_here(req()).unwrap().outcome, CacheOutcome::Compiled);
+        assert_eq!(compile_here(req()).unwrap().outcome, CacheOutcome::Hit);
+        let mut bad = req();
+        bad.digest_hex = "01".into();
+        bad.module = WireFd::new(cache::anonymous_file(b"\0asm\x01\0\0\0\x01").unwrap());
+        assert!(compile_here(bad).is_err());
+    }
+}
