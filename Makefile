@@ -10,12 +10,20 @@ CARGO ?= cargo
 APT_PACKAGES := containerd runc protobuf-compiler libseccomp-dev pkg-config clang lld \
 	wasi-libc libclang-rt-14-dev-wasm32 iproute2 procps ca-certificates
 
-.PHONY: all build deps test unit integration lint demo bench clean
+.PHONY: all build shim-digest deps test unit integration lint demo bench clean
 
 all: build
 
+# The build also writes containerd-shim-warden-v1.sha256 beside the shim: the digest that
+# `warden install` verifies by default before it installs the binary.
 build:
 	$(CARGO) build --workspace --bins
+	@$(MAKE) --no-print-directory shim-digest PROFILE_DIR=debug
+
+shim-digest:
+	@dir="$$($(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/$(PROFILE_DIR)"; \
+	  cd "$$dir" && sha256sum containerd-shim-warden-v1 > containerd-shim-warden-v1.sha256 && \
+	  echo "wrote $$dir/containerd-shim-warden-v1.sha256"
 
 # Everything the build and the tests need, for a fresh Debian or Ubuntu machine, as root.
 deps:
@@ -46,6 +54,7 @@ demo:
 
 bench:
 	$(CARGO) build --release --workspace --bins
+	@$(MAKE) --no-print-directory shim-digest PROFILE_DIR=release
 	$(CARGO) run --release -q -p warden-audit --example audit_bench -- 2000 100
 	$(CARGO) run --release -q -p warden-test --bin bench
 

@@ -1,5 +1,17 @@
 //! The node CLI's logic, kept apart from `main.rs` so that it is unit-tested without root.
 
+pub mod atomic_write;
 pub mod audit_cmd;
+pub mod binary;
+pub mod containerd_check;
 pub mod containerd_config;
+pub mod crash_hook;
+pub mod digest;
+pub mod host_checks;
+pub mod install;
+pub mod install_audit;
+pub mod lock;
+pub mod paths;
 pub mod policy_cmd;
+pub mod restart;
+pub mod state;

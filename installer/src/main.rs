@@ -1,9 +1,14 @@
 //! `warden`, the node CLI. Parsing and dispatch only; the commands live in the library
-//! (`warden_installer::*_cmd`) where they are unit-tested.
+//! (`warden_installer::*_cmd`, `warden_installer::install`) where they are unit-tested.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use serde_json::json;
+use warden_installer::install::{
+    self, Failed, Format, InstallArgs, Outcome, PlanArgs, Refusal, UninstallArgs, VerifyArgs,
+};
 use warden_installer::{audit_cmd::AuditCommand, policy_cmd::PolicyCommand};
 
 /// warden: run WebAssembly on this Kubernetes node under a deny-by-default policy.
@@ -21,6 +26,42 @@ struct Cli {
 /// One variant per top-level command; each carries its own subcommands or arguments.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Install the shim and register the `warden` runtime with containerd.
+    ///
+    /// Detects the node (distribution, containerd config and version, drop-in imports,
+    /// cgroup driver), verifies the shim's SHA-256, installs it atomically into the install
+    /// dir, adds the `warden` runtime to containerd's config (a drop-in where containerd
+    /// merges one, else the main file, keeping its comments and formatting), restarts
+    /// containerd only if its config changed, then checks through CRI that containerd knows
+    /// the handler and accepts a pod with it. If that check fails, the previous config is
+    /// restored and containerd restarted again.
+    ///
+    /// Every change is recorded in the state dir (install.json, backups) before it is
+    /// made and in the audit log after; a run killed at any point is finished by the next.
+    /// Running it again on an installed node changes nothing and restarts nothing. Refuses,
+    /// changing nothing, on: an unparsable config, config version 1, a shim digest
+    /// mismatch, an unknown layout, a read-only install dir, an immutable OS, a
+    /// distribution mismatch, a full disk.
+    Install(InstallArgs),
+    /// Undo `install`: remove only what the state proves warden made.
+    ///
+    /// Config files warden wrote are restored byte for byte from their backups (or
+    /// removed, if warden created them); a file someone changed since only loses the
+    /// `warden` runtime. containerd is restarted if a config changed, the shim is removed,
+    /// and the state is deleted. Without a state, nothing is touched.
+    Uninstall(UninstallArgs),
+    /// Show what `install` would do, and change nothing.
+    ///
+    /// Prints the detected layout, the shim's action, the exact diff of every file install
+    /// would write, and whether (and how) containerd would be restarted. Refuses exactly as
+    /// install would. Writes nothing, not even the state dir.
+    Plan(PlanArgs),
+    /// Check that warden is installed as its state says.
+    ///
+    /// The shim's digest, every config file warden wrote, the `warden` runtime still
+    /// registered as wanted, and containerd: it knows the handler and accepts a pod with
+    /// it. Exits 1 naming what is wrong.
+    Verify(VerifyArgs),
     /// Verify and read the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -32,7 +73,30 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();
+    let node_command = |format: Format, result: anyhow::Result<Outcome>, out: &mut dyn Write| {
+        node_report(format, result, out)
+    };
     let result = match &cli.command {
+        Command::Install(args) => Ok(node_command(
+            args.node.output,
+            install::install(args),
+            &mut stdout,
+        )),
+        Command::Uninstall(args) => Ok(node_command(
+            args.node.output,
+            install::uninstall(args),
+            &mut stdout,
+        )),
+        Command::Plan(args) => Ok(node_command(
+            args.node.output,
+            install::plan(args),
+            &mut stdout,
+        )),
+        Command::Verify(args) => Ok(node_command(
+            args.node.output,
+            install::verify(args),
+            &mut stdout,
+        )),
         Command::Audit(cmd) => cmd.run(&mut stdout),
         Command::Policy(cmd) => cmd.run(&mut stdout),
     };
@@ -41,6 +105,51 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a node command's report, or its error (on stderr, and as JSON on stdout with
+/// `--output json`); returns the exit status.
+fn node_report(format: Format, result: anyhow::Result<Outcome>, out: &mut dyn Write) -> u8 {
+    match result {
+        Ok(outcome) => match outcome.print(format, out) {
+            Ok(()) => outcome.code,
+            Err(e) => {
+                eprintln!("error: cannot print the report: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            let refused = e.downcast_ref::<Refusal>().is_some();
+            let failed = e.downcast_ref::<Failed>().is_some();
+            let message = format!("{e:#}");
+            if refused {
+                eprintln!("refused: {message}\nnothing was changed");
+            } else {
+                eprintln!("error: {message}");
+            }
+            if format == Format::Json {
+                let result = if refused {
+                    "refused"
+                } else if failed {
+                    "failed"
+                } else {
+                    "error"
+                };
+                let doc = json!({
+                    "ok": false,
+                    "result": result,
+                    "error": message,
+                    "changed": !refused,
+                });
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&doc).unwrap_or_default()
+                );
+            }
+            1
         }
     }
 }

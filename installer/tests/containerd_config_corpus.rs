@@ -289,7 +289,12 @@ fn was_added(case: &Case, layout: &NodeLayout, change: &FileChange) -> bool {
     let Some(before) = &change.before else {
         return true;
     };
-    let entry = RuntimeEntry::new(&case.install_dir, layout.cgroup.systemd).unwrap();
+    let entry = RuntimeEntry::new(
+        &case.install_dir,
+        layout.cgroup.systemd,
+        layout.is_containerd_2(),
+    )
+    .unwrap();
     let file = ConfigFile::parse(&change.path, before.as_bytes()).unwrap();
     upsert_entry(&file, &entry).unwrap().outcome == EditOutcome::Added
 }

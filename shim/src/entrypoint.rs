@@ -125,7 +125,7 @@ fn read_entry(file: File, path: &str) -> Result<Entrypoint> {
         .with_context(|| format!("reading entrypoint {path}"))?;
     let kind = classify(&bytes);
     if kind.is_native() {
-        bytes.truncate(0);
+        bytes.clear();
     }
     Ok(Entrypoint {
         path: path.to_string(),

@@ -28,41 +28,46 @@ pub struct WardenExecutor(Arc<Kind>);
 
 enum Kind {
     Native,
-    Wasm {
-        artifact: File,
-        component: bool,
-        args: Vec<String>,
-        grants: Grants,
-        module_path: String,
-        digest: String,
-        audit_log: Arc<File>,
-        audit: audit::Context,
-    },
+    Wasm(Box<WasmRun>),
+}
+
+struct WasmRun {
+    artifact: File,
+    component: bool,
+    args: Vec<String>,
+    grants: Grants,
+    module_path: String,
+    digest: String,
+    audit_log: Arc<File>,
+    audit: audit::Context,
 }
 
 impl WardenExecutor {
     pub fn new(workload: Workload) -> Self {
         Self(Arc::new(match workload {
             Workload::Native => Kind::Native,
-            Workload::Wasm(WasmWorkload {
-                artifact,
-                component,
-                args,
-                grants,
-                module_path,
-                digest,
-                audit_log,
-                audit,
-            }) => Kind::Wasm {
-                artifact: artifact.into_inner(),
-                component,
-                args,
-                grants,
-                module_path,
-                digest,
-                audit_log: Arc::new(audit_log.into_inner()),
-                audit,
-            },
+            Workload::Wasm(w) => {
+                let WasmWorkload {
+                    artifact,
+                    component,
+                    args,
+                    grants,
+                    module_path,
+                    digest,
+                    audit_log,
+                    audit,
+                } = *w;
+                Kind::Wasm(Box::new(WasmRun {
+                    artifact: artifact.into_inner(),
+                    component,
+                    args,
+                    grants,
+                    module_path,
+                    digest,
+                    audit_log: Arc::new(audit_log.into_inner()),
+                    audit,
+                }))
+            }
         }))
     }
 }
@@ -71,7 +76,7 @@ impl Executor for WardenExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         match &*self.0 {
             Kind::Native => DefaultExecutor {}.validate(spec),
-            Kind::Wasm { .. } => Ok(()),
+            Kind::Wasm(_) => Ok(()),
         }
     }
 
@@ -80,7 +85,7 @@ impl Executor for WardenExecutor {
             Kind::Native => DefaultExecutor {}.setup_envs(envs),
             // A guest's environment is exactly what its grants name, built into the WASI
             // context; the runner process's own environment is irrelevant to it.
-            Kind::Wasm { .. } => Ok(()),
+            Kind::Wasm(_) => Ok(()),
         }
     }
 
@@ -90,16 +95,17 @@ impl Executor for WardenExecutor {
                 log::info!("running native container (pod sandbox or granted native)");
                 DefaultExecutor {}.exec(spec)
             }
-            Kind::Wasm {
-                artifact,
-                component,
-                args,
-                grants,
-                module_path,
-                digest,
-                audit_log,
-                audit,
-            } => {
+            Kind::Wasm(w) => {
+                let WasmRun {
+                    artifact,
+                    component,
+                    args,
+                    grants,
+                    module_path,
+                    digest,
+                    audit_log,
+                    audit,
+                } = &**w;
                 log::info!(
                     "running {module_path} ({digest}) with grants: {}",
                     grants.summary()
@@ -164,5 +170,8 @@ fn run_wasm(
         Ok(w) => w,
         Err(e) => return Outcome::SetupFailed(format!("{e:#}")),
     };
+    // Setting up the engine and loading the artifact left garbage the guest's lifetime
+    // should not pay for.
+    crate::instance::release_free_heap();
     run::run(&engine, program, wasi, &grants.limits)
 }

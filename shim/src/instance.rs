@@ -63,6 +63,7 @@ impl Instance for WardenInstance {
         let container = Container::build(launch)
             .map_err(|e| SandboxError::Others(format!("creating container {id}: {e:#}")))?;
         log::info!("container {id} created in {:?}", started.elapsed());
+        release_free_heap();
         Ok(Self {
             id,
             container,
@@ -253,7 +254,7 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), S
                 }
             };
             let log_fd = warden_audit::open(audit_log).map_err(|e| unauditable(&e))?;
-            Workload::Wasm(WasmWorkload {
+            Workload::Wasm(Box::new(WasmWorkload {
                 artifact: WireFd::new(artifact),
                 component: entry.kind == Kind::Component,
                 args: facts.args.clone(),
@@ -262,7 +263,7 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), S
                 digest,
                 audit_log: WireFd::new(log_fd),
                 audit: ctx.clone(),
-            })
+            }))
         }
     };
     audit::append(audit_log, ctx.decision("allow", None, None)).map_err(|e| unauditable(&e))?;
@@ -278,6 +279,15 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), S
         },
         ctx,
     ))
+}
+
+/// Returns freed heap (the spec, the module's bytes) to the kernel: this process lives as
+/// long as the container, and would otherwise keep it resident.
+pub fn release_free_heap() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The error for a container that cannot be audited: warden runs nothing it cannot record.

@@ -24,7 +24,7 @@ pub struct Launch {
 pub enum Workload {
     /// A native container: the pod sandbox, or a profile with `native = true`.
     Native,
-    Wasm(WasmWorkload),
+    Wasm(Box<WasmWorkload>),
 }
 
 #[derive(Serialize, Deserialize)]

@@ -221,7 +221,12 @@ fn fuel_stops_a_loop() {
     let n = node();
     n.set_policy(&policy("[profiles.open.limits]\nfuel = 50000000"));
     let spin = n.guest(Wasi::P1, "spin");
-    let r = n.run_as("open", &spin, &["0"], RunOpts::warden().timeout(Duration::from_secs(60)));
+    let r = n.run_as(
+        "open",
+        &spin,
+        &["0"],
+        RunOpts::warden().timeout(Duration::from_secs(60)),
+    );
     assert_eq!(r.code, Some(153), "{r:?}");
     assert!(r.stderr.contains("limits.fuel"), "{r:?}");
     assert_eq!(n.audit_events("limit", Some("limits.fuel")).len(), 1);

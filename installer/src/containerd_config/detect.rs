@@ -80,6 +80,12 @@ pub struct NodeLayout {
 }
 
 impl NodeLayout {
+    /// Whether containerd is known to be 2.x or later: given, or implied by a config version
+    /// of 3 or more. Decides the form of the runtime entry (see `RuntimeEntry::runtime_type`).
+    pub fn is_containerd_2(&self) -> bool {
+        self.containerd_major.is_some_and(|m| m >= 2) || self.config_version >= 3
+    }
+
     /// A short human summary, one fact per line.
     pub fn summary(&self) -> String {
         let imports = if self.imports.is_empty() {

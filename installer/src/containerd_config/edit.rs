@@ -37,6 +37,13 @@ changes made here are lost.\n";
 /// What warden's runtime entry must say.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeEntry {
+    /// `io.containerd.warden.v1` for containerd 2.x; the shim's absolute path for 1.x.
+    ///
+    /// containerd 1.6's CRI ignores `runtime_path` when it starts a pod's task and looks the
+    /// shim up by name on its own `PATH` (measured with Debian's 1.6.20:
+    /// `runtime "io.containerd.warden.v1" binary not installed`), while an absolute path in
+    /// `runtime_type` works on every version.
+    pub runtime_type: String,
     /// Absolute path of the installed shim.
     pub runtime_path: String,
     /// Whether `options.SystemdCgroup = true` is needed (runc uses systemd cgroups).
@@ -46,7 +53,14 @@ pub struct RuntimeEntry {
 impl RuntimeEntry {
     /// The entry for a shim installed in `install_dir`, which must be absolute: containerd
     /// uses `runtime_path` as given, and a relative path would resolve against its cwd.
-    pub fn new(install_dir: &Path, systemd_cgroup: bool) -> Result<Self, ConfigError> {
+    ///
+    /// `containerd_2` says whether the node's containerd is known to be 2.x (which honours
+    /// `runtime_path`); when it is not, the entry uses the form that works everywhere.
+    pub fn new(
+        install_dir: &Path,
+        systemd_cgroup: bool,
+        containerd_2: bool,
+    ) -> Result<Self, ConfigError> {
         let bad = || ConfigError::InstallDir {
             path: install_dir.to_path_buf(),
         };
@@ -59,7 +73,13 @@ impl RuntimeEntry {
         }
         let runtime_path = install_dir.join(SHIM_BINARY);
         let runtime_path = runtime_path.to_str().ok_or_else(bad)?.to_owned();
+        let runtime_type = if containerd_2 {
+            RUNTIME_TYPE.to_owned()
+        } else {
+            runtime_path.clone()
+        };
         Ok(RuntimeEntry {
+            runtime_type,
             runtime_path,
             systemd_cgroup,
         })
@@ -211,7 +231,7 @@ fn insert_new(runtimes: Node<'_>, entry: &RuntimeEntry, style: &Style) {
             let mut node = Node::Std(&mut table);
             node.set(
                 "runtime_type",
-                string(RUNTIME_TYPE, literal),
+                string(&entry.runtime_type, literal),
                 &style.key_indent,
             );
             node.set(
@@ -236,7 +256,7 @@ fn insert_new(runtimes: Node<'_>, entry: &RuntimeEntry, style: &Style) {
         }
         Node::Inline(runtimes) => {
             let mut table = InlineTable::new();
-            table.insert("runtime_type", RUNTIME_TYPE.into());
+            table.insert("runtime_type", entry.runtime_type.as_str().into());
             table.insert("runtime_path", entry.runtime_path.as_str().into());
             table.insert("pod_annotations", annotations(false));
             if entry.systemd_cgroup {
@@ -276,8 +296,12 @@ fn update_existing(
     };
     let mut changed = Vec::new();
     let literal = is_literal(node.get("runtime_type")) || is_literal(node.get("runtime_path"));
-    if node.get("runtime_type").and_then(Item::as_str) != Some(RUNTIME_TYPE) {
-        node.set("runtime_type", string(RUNTIME_TYPE, literal), &indent);
+    if node.get("runtime_type").and_then(Item::as_str) != Some(entry.runtime_type.as_str()) {
+        node.set(
+            "runtime_type",
+            string(&entry.runtime_type, literal),
+            &indent,
+        );
         changed.push("runtime_type".to_owned());
     }
     if node.get("runtime_path").and_then(Item::as_str) != Some(entry.runtime_path.as_str()) {
@@ -364,7 +388,7 @@ mod tests {
     }
 
     fn entry(systemd: bool) -> RuntimeEntry {
-        RuntimeEntry::new(Path::new("/opt/warden/bin"), systemd).unwrap()
+        RuntimeEntry::new(Path::new("/opt/warden/bin"), systemd, true).unwrap()
     }
 
     fn upsert(text: &str, systemd: bool) -> Edited {

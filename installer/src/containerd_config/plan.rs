@@ -100,7 +100,7 @@ pub fn plan_install(
     layout: &NodeLayout,
     install_dir: &Path,
 ) -> Result<Plan, ConfigError> {
-    let entry = RuntimeEntry::new(install_dir, layout.cgroup.systemd)?;
+    let entry = RuntimeEntry::new(install_dir, layout.cgroup.systemd, layout.is_containerd_2())?;
     let mut notes = layout.notes.clone();
     let mut changes = Vec::new();
     match &layout.target {

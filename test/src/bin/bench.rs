@@ -96,6 +96,15 @@ fn main() {
     let p2 = wasm_image("p2", guests.bytes(Wasi::P2, "hello"));
     let sleeper = wasm_image("sleep", guests.p1("sleep"));
 
+    // WARDEN_BENCH_ONLY=memory skips the latency cases (for iterating on memory).
+    let only_memory = std::env::var("WARDEN_BENCH_ONLY").is_ok_and(|v| v == "memory");
+    if !only_memory {
+        latency(&c, runs, &cache, &p1, &p2);
+    }
+    memory(&c, &sleeper);
+}
+
+fn latency(c: &Containerd, runs: usize, cache: &Path, p1: &str, p2: &str) {
     let run = |image: &str, opts: RunOpts, args: &[&str]| -> Duration {
         let id = c.unique_id("b");
         let r = c.run(image, &id, opts.args(args.iter().copied()));
@@ -116,14 +125,14 @@ fn main() {
         run("localhost/bench/native:1", RunOpts::default(), &["/hello"])
     });
     let cold = measure("warden p1, cold cache", &|| {
-        let _ = std::fs::remove_dir_all(&cache);
-        run(&p1, RunOpts::warden(), &["/app.wasm"])
+        let _ = std::fs::remove_dir_all(cache);
+        run(p1, RunOpts::warden(), &["/app.wasm"])
     });
     let warm = measure("warden p1, warm cache", &|| {
-        run(&p1, RunOpts::warden(), &["/app.wasm"])
+        run(p1, RunOpts::warden(), &["/app.wasm"])
     });
     let warm_p2 = measure("warden p2 component, warm cache", &|| {
-        run(&p2, RunOpts::warden(), &["/app.wasm"])
+        run(p2, RunOpts::warden(), &["/app.wasm"])
     });
     // Strict and granted interleaved, so that drift affects both alike.
     let mut strict = Stats {
@@ -137,9 +146,9 @@ fn main() {
     for _ in 0..runs {
         strict
             .samples
-            .push(run(&p1, RunOpts::warden(), &["/app.wasm"]));
+            .push(run(p1, RunOpts::warden(), &["/app.wasm"]));
         granted.samples.push(run(
-            &p1,
+            p1,
             RunOpts::warden()
                 .annotation("warden.dev/profile", "granted")
                 .env("APP_MODE", "x"),
@@ -169,20 +178,18 @@ fn main() {
         1.0 / base,
         1.0 / warm.median().as_secs_f64()
     );
+}
 
+fn memory(c: &Containerd, sleeper: &str) {
     println!("\nmemory of one sleeping container (whole shim process tree):");
     let (runc_rss, runc_pss, runc_n) = sleeping_tree(
-        &c,
+        c,
         "localhost/bench/native:1",
         "io.containerd.runc.v2",
         &["/hello", "sleep", "30"],
     );
-    let (w_rss, w_pss, w_n) = sleeping_tree(
-        &c,
-        &sleeper,
-        "io.containerd.warden.v1",
-        &["/app.wasm", "30"],
-    );
+    let (w_rss, w_pss, w_n) =
+        sleeping_tree(c, sleeper, "io.containerd.warden.v1", &["/app.wasm", "30"]);
     println!("| runtime | processes | RSS MB | PSS MB | PSS / runc |");
     println!("|---|---|---|---|---|");
     println!(
@@ -237,6 +244,11 @@ fn sleeping_tree(c: &Containerd, image: &str, runtime: &str, args: &[&str]) -> (
             r / 1024.0,
             s / 1024.0
         );
+        if std::env::var("WARDEN_BENCH_SMAPS").is_ok() {
+            for (name, kb) in top_mappings(*p, 6) {
+                println!("        {kb:>7.0} kB PSS  {name}");
+            }
+        }
         rss += r;
         pss += s;
     }
@@ -284,4 +296,35 @@ fn kb_field(path: &str, key: &str) -> f64 {
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The mappings of `pid` with the most PSS (kB), grouped by name.
+fn top_mappings(pid: u32, n: usize) -> Vec<(String, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut by_name: HashMap<String, f64> = HashMap::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            current = fields
+                .get(5)
+                .map_or("[anon]".to_string(), |s| s.to_string());
+            if let Some(perms) = fields.get(1) {
+                current = format!("{current} {perms}");
+            }
+        } else if let Some(v) = line.strip_prefix("Pss:") {
+            let kb: f64 = v
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(0.0);
+            *by_name.entry(current.clone()).or_default() += kb;
+        }
+    }
+    let mut v: Vec<(String, f64)> = by_name.into_iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v.truncate(n);
+    v
 }
