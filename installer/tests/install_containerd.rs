@@ -17,7 +17,6 @@
 mod install_support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -113,42 +112,14 @@ impl Node {
         self.temp.path().join(name)
     }
 
-    /// `restart.sh`: SIGTERM to containerd, wait until it is gone, start it again with the
-    /// same config and environment, wait until it answers.
+    /// `restart.sh`: restarts the harness's containerd (see
+    /// `Containerd::write_restart_script`), recording each call in `restarts.log`.
     fn write_restart_script(&self, env: &[(String, String)]) {
-        let pidfile = self.path("containerd.pid");
-        fs::write(&pidfile, format!("{}\n", self.containerd.pid())).unwrap();
-        let exports: String = env
-            .iter()
-            .map(|(k, v)| format!("export {k}='{v}'\n"))
-            .collect();
-        let script = format!(
-            r#"#!/bin/sh
-set -eu
-{exports}pidfile='{pidfile}'
-pid=$(cat "$pidfile")
-echo "$WARDEN_RESTART_UNIT" >> '{calls}'
-kill -TERM "$pid" 2>/dev/null || true
-i=0
-while state=$(awk '{{print $3}}' "/proc/$pid/stat" 2>/dev/null) && [ "$state" != Z ]; do
-  i=$((i+1)); [ $i -gt 400 ] && kill -KILL "$pid"; sleep 0.05
-done
-setsid containerd --config '{config}' >> '{log}' 2>&1 < /dev/null &
-echo $! > "$pidfile"
-i=0
-until ctr --address '{socket}' version > /dev/null 2>&1; do
-  i=$((i+1)); [ $i -gt 400 ] && {{ echo "containerd did not come back" >&2; exit 1; }}; sleep 0.05
-done
-"#,
-            pidfile = pidfile.display(),
-            calls = self.path("restarts.log").display(),
-            config = self.containerd.config_path().display(),
-            log = self.containerd.log_path().display(),
-            socket = self.containerd.socket().display(),
+        self.containerd.write_restart_script(
+            &self.path("restart.sh"),
+            env,
+            Some(&self.path("restarts.log")),
         );
-        let path = self.path("restart.sh");
-        fs::write(&path, script).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     fn restarts(&self) -> usize {

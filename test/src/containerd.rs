@@ -430,6 +430,56 @@ impl Containerd {
         self.startup_time
     }
 
+    /// Writes, at `path`, a shell script that restarts this containerd the way
+    /// `systemctl restart containerd` would on a node: SIGTERM, wait until it is gone, start
+    /// it again with the same config and `env`, wait until it answers. For `warden install
+    /// --restart-command`. Each call appends `$WARDEN_RESTART_UNIT` to `calls` if given.
+    /// The restarted containerd is still this instance's (same dir): dropping it stops it.
+    pub fn write_restart_script(
+        &self,
+        path: &Path,
+        env: &[(String, String)],
+        calls: Option<&Path>,
+    ) {
+        let pidfile = self.dir_path.join("containerd.pid");
+        std::fs::write(&pidfile, format!("{}\n", self.pid()))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", pidfile.display()));
+        let exports: String = env
+            .iter()
+            .map(|(k, v)| format!("export {k}='{v}'\n"))
+            .collect();
+        let record = calls
+            .map(|c| format!("echo \"${{WARDEN_RESTART_UNIT:-}}\" >> '{}'\n", c.display()))
+            .unwrap_or_default();
+        let script = format!(
+            r#"#!/bin/sh
+set -eu
+{exports}pidfile='{pidfile}'
+pid=$(cat "$pidfile")
+{record}kill -TERM "$pid" 2>/dev/null || true
+i=0
+while state=$(awk '{{print $3}}' "/proc/$pid/stat" 2>/dev/null) && [ "$state" != Z ]; do
+  i=$((i+1)); [ $i -gt 400 ] && kill -KILL "$pid"; sleep 0.05
+done
+setsid containerd --config '{config}' >> '{log}' 2>&1 < /dev/null &
+echo $! > "$pidfile"
+i=0
+until ctr --address '{socket}' version > /dev/null 2>&1; do
+  i=$((i+1)); [ $i -gt 400 ] && {{ echo "containerd did not come back" >&2; exit 1; }}; sleep 0.05
+done
+"#,
+            pidfile = pidfile.display(),
+            config = self.config_path().display(),
+            log = self.log_path().display(),
+            socket = self.socket().display(),
+        );
+        std::fs::write(path, script)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("cannot make {} executable: {e}", path.display()));
+    }
+
     /// A container id unique across instances and calls: `<prefix>-<instance>-<n>`.
     pub fn unique_id(&self, prefix: &str) -> String {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);

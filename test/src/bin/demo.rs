@@ -1,13 +1,16 @@
 //! `make demo`: warden's main job, end to end, on this machine, narrated for a newcomer.
 //!
 //! A private containerd (its own config, root, state and socket under a temp dir, nothing of
-//! the host's touched), the shim registered in it, a Wasm image run deny-by-default, a module
-//! that reaches for a host file and is refused, refusals of native and precompiled code, and
-//! the audit log read back and verified with the `warden` CLI. Everything is stopped and
-//! removed at the end.
+//! the host's touched); `warden plan` and `warden install` putting the shim into it (digest
+//! checked, config edited, containerd restarted, a CRI pod with handler `warden` accepted); a
+//! Wasm image run deny-by-default; a module that reaches for a host file and is refused;
+//! native code refused; the audit log read back and verified; `warden uninstall` restoring
+//! the config byte for byte. Everything is stopped and removed at the end.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use sha2::{Digest, Sha256};
 
 use warden_test::containerd::{Containerd, Options, RunOpts, RunResult};
 use warden_test::guests::{Wasi, build_guests};
@@ -17,7 +20,7 @@ const POLICY: &str = r#"# The node policy: deny by default; profiles grant, name
 version = 1
 
 [profiles.reader]
-namespaces = ["demo"]
+namespaces = ["k8s.io"]
 mounts = [{ path = "/config" }]   # read-only
 env = ["APP_*"]
 
@@ -71,29 +74,100 @@ fn run() -> Result<(), String> {
     let guests = build_guests();
     say(&format!("shim: {}", shim.display()));
 
-    step(2, "Start a private containerd and register warden in it");
+    let warden = warden_cli()?;
+    let shim_bytes = std::fs::read(shim).map_err(|e| e.to_string())?;
+    let shim_digest = format!("sha256:{}", hex(&Sha256::digest(&shim_bytes)));
+
+    step(2, "Start a private containerd (CRI on), without warden");
+    let env = vec![
+        ("WARDEN_POLICY".to_string(), policy.display().to_string()),
+        ("WARDEN_AUDIT_LOG".into(), audit.display().to_string()),
+        (
+            "WARDEN_CACHE_DIR".into(),
+            files.path().join("cache").display().to_string(),
+        ),
+    ];
     let containerd = Containerd::start(Options {
-        shim_dir: Some(warden_test::shim::shim_dir().to_path_buf()),
-        env: vec![
-            ("WARDEN_POLICY".into(), policy.display().to_string()),
-            ("WARDEN_AUDIT_LOG".into(), audit.display().to_string()),
-            (
-                "WARDEN_CACHE_DIR".into(),
-                files.path().join("cache").display().to_string(),
-            ),
-        ],
-        namespace: "demo".into(),
+        env: env.clone(),
+        cri: true,
+        namespace: "k8s.io".into(),
+        extra_config: format!(
+            "[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"{PAUSE}\"\n"
+        ),
         ..Options::default()
     });
+    // A pod sandbox image (pause), since there is no registry here.
+    let pause = std::fs::read(guests.native_hello()).map_err(|e| e.to_string())?;
+    containerd.import_image(
+        &ImageBuilder::new(PAUSE)
+            .file("/pause", pause, 0o755)
+            .entrypoint(["/pause", "sleep", "3600"])
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    );
+    let restart = files.path().join("restart-containerd.sh");
+    containerd.write_restart_script(&restart, &env, None);
+    let config_before = std::fs::read(containerd.config_path()).map_err(|e| e.to_string())?;
     say(&format!(
-        "containerd {} (socket {}), started in {:?}\n\
-         the shim is on its PATH, so `ctr run --runtime io.containerd.warden.v1` finds it;\n\
-         policy: {}\naudit log: {}",
+        "containerd {} (socket {}), started in {:?}\npolicy: {}\naudit log: {}",
         containerd.dir().display(),
         containerd.socket().display(),
         containerd.startup_time(),
         policy.display(),
         audit.display()
+    ));
+    let install_dir = files.path().join("bin");
+    let warden_cmd = |sub: &str| -> Command {
+        let mut c = Command::new(&warden);
+        c.arg(sub)
+            .arg("--config")
+            .arg(containerd.config_path())
+            .arg("--install-dir")
+            .arg(&install_dir)
+            .arg("--state-dir")
+            .arg(files.path().join("state"))
+            .arg("--audit-log")
+            .arg(&audit)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--restart-command")
+            .arg(&restart);
+        if sub != "uninstall" {
+            c.arg("--shim")
+                .arg(shim)
+                .arg("--shim-digest")
+                .arg(&shim_digest);
+        }
+        c
+    };
+    let run_warden = |sub: &str| -> Result<(), String> {
+        say(&format!(
+            "$ warden {sub} --config {} --install-dir {} --restart-command {} ...",
+            containerd.config_path().display(),
+            install_dir.display(),
+            restart.display()
+        ));
+        let out = warden_cmd(sub)
+            .output()
+            .map_err(|e| format!("running warden {sub}: {e}"))?;
+        print!("{}", indent(&String::from_utf8_lossy(&out.stdout)));
+        print!("{}", indent(&String::from_utf8_lossy(&out.stderr)));
+        expect(out.status.success(), &format!("warden {sub} failed"))
+    };
+
+    step(3, "warden plan: the exact change, and nothing else");
+    run_warden("plan")?;
+
+    step(
+        4,
+        "warden install: verify the shim's digest, install it, register it, restart, verify",
+    );
+    run_warden("install")?;
+    let runtime = install_dir
+        .join("containerd-shim-warden-v1")
+        .display()
+        .to_string();
+    say(&format!(
+        "ctr runs below use the installed shim: --runtime {runtime}"
     ));
 
     let image = |name: &str, bytes: Vec<u8>| -> String {
@@ -124,20 +198,24 @@ fn run() -> Result<(), String> {
     };
 
     step(
-        3,
+        5,
         "Run a Wasm image (WASI preview 1) under the built-in strict profile",
     );
     let hello = image("hello", guests.p1("hello"));
-    let r = ctr_run(&hello, &[], RunOpts::warden());
+    let warden_run = || RunOpts {
+        runtime: runtime.clone(),
+        ..RunOpts::default()
+    };
+    let r = ctr_run(&hello, &[], warden_run());
     expect(
         r.code == Some(0) && r.stdout.contains("hello from wasm"),
         "hello did not run",
     )?;
     say("strict grants only args, stdout/stderr, clocks and random.");
 
-    step(4, "A module reaches for a host file: refused");
+    step(6, "A module reaches for a host file: refused");
     let reader = image("read-file", guests.p1("read-file"));
-    let r = ctr_run(&reader, &["/etc/passwd"], RunOpts::warden());
+    let r = ctr_run(&reader, &["/etc/passwd"], warden_run());
     expect(
         r.code != Some(0) && !r.stdout.contains("root:"),
         "the read was not refused",
@@ -147,48 +225,47 @@ fn run() -> Result<(), String> {
     );
 
     step(
-        5,
+        7,
         "The same module under a profile that grants /config read-only",
     );
     let r = ctr_run(
         &reader,
         &["/config/greeting.txt"],
-        RunOpts::warden().annotation("warden.dev/profile", "reader"),
+        warden_run().annotation("warden.dev/profile", "reader"),
     );
     expect(r.code == Some(0), "the granted read failed")?;
     let r = ctr_run(
         &reader,
         &["/etc/passwd"],
-        RunOpts::warden().annotation("warden.dev/profile", "reader"),
+        warden_run().annotation("warden.dev/profile", "reader"),
     );
     expect(r.code != Some(0), "an ungranted path was readable")?;
     say("the profile names /config; everything else stays invisible.");
 
-    step(6, "Native code is refused before anything runs");
+    step(8, "Native code is refused before anything runs");
     let native = std::fs::read(guests.native_hello()).map_err(|e| e.to_string())?;
     let elf = image("native", native);
-    let r = ctr_run(&elf, &[], RunOpts::warden());
+    let r = ctr_run(&elf, &[], warden_run());
     expect(r.code != Some(0), "native code ran")?;
 
     step(
-        7,
+        9,
         "A WASI preview 2 component, and a network connection it may not make",
     );
     let p2 = image("hello-p2", guests.bytes(Wasi::P2, "hello"));
-    let r = ctr_run(&p2, &[], RunOpts::warden());
+    let r = ctr_run(&p2, &[], warden_run());
     expect(r.code == Some(0), "the component did not run")?;
     let connect = image("tcp-connect", guests.bytes(Wasi::P2, "tcp-connect"));
-    let mut opts = RunOpts::warden();
+    let mut opts = warden_run();
     opts.net_host = true;
     let r = ctr_run(&connect, &["127.0.0.1:22"], opts);
     expect(r.code != Some(0), "the connection was not refused")?;
     say("even with the host's network namespace, no address is allowed unless granted.");
 
     step(
-        8,
-        "The audit log: what ran, from which bytes, with which rights",
+        10,
+        "The audit log: what ran, from which bytes, with which rights, and what was installed",
     );
-    let warden = warden_cli()?;
     let show = Command::new(&warden)
         .args(["audit", "show", "--file"])
         .arg(&audit)
@@ -204,11 +281,29 @@ fn run() -> Result<(), String> {
     print!("{}", indent(&String::from_utf8_lossy(&verify.stdout)));
     expect(verify.status.success(), "the audit log does not verify")?;
 
-    step(9, "Clean up");
+    step(
+        11,
+        "warden uninstall: exactly what install changed, taken back",
+    );
+    run_warden("uninstall")?;
+    let config_after = std::fs::read(containerd.config_path()).map_err(|e| e.to_string())?;
+    expect(
+        config_after == config_before,
+        "the config is not byte-identical after uninstall",
+    )?;
+    say("containerd's config is byte-identical to before the install; the shim is removed.");
+
+    step(12, "Clean up");
     drop(containerd);
     say("containerd stopped, its mounts and files removed; nothing left running.");
     println!("\nDemo complete.");
     Ok(())
+}
+
+const PAUSE: &str = "localhost/demo/pause:1";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn expect(ok: bool, what: &str) -> Result<(), String> {
