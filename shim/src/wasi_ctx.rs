@@ -98,12 +98,9 @@ mod tests {
 
     use super::*;
 
-    fn rule(addr: &str, prefix: u8, lo: u16, hi: u16) -> SocketRule {
-        SocketRule {
-            addr: addr.parse().unwrap(),
-            prefix,
-            ports: (lo, hi),
-        }
+    /// A rule in the policy file's own syntax.
+    fn rule(text: &str) -> SocketRule {
+        text.parse().unwrap()
     }
 
     #[test]
@@ -127,8 +124,8 @@ mod tests {
     #[test]
     fn connect_and_listen_rules_are_separate() {
         let net = NetworkGrant {
-            connect: vec![rule("10.0.0.0", 8, 5432, 5432)],
-            listen: vec![rule("0.0.0.0", 0, 8080, 8080)],
+            connect: vec![rule("10.0.0.0/8:5432")],
+            listen: vec![rule("0.0.0.0/0:8080")],
             dns: false,
         };
         let ok = |a: &str, u| socket_allowed(&net, a.parse().unwrap(), u);
