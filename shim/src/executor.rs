@@ -24,79 +24,39 @@ use crate::run::{Outcome, Program};
 use crate::{audit, engine, run, wasi_ctx};
 
 #[derive(Clone)]
-pub struct WardenExecutor(Arc<Kind>);
-
-enum Kind {
-    Native,
-    Wasm(Box<WasmRun>),
-}
-
-struct WasmRun {
-    artifact: File,
-    component: bool,
-    args: Vec<String>,
-    grants: Grants,
-    module_path: String,
-    digest: String,
-    audit_log: Arc<File>,
-    audit: audit::Context,
-}
+pub struct WardenExecutor(Arc<Workload>);
 
 impl WardenExecutor {
     pub fn new(workload: Workload) -> Self {
-        Self(Arc::new(match workload {
-            Workload::Native => Kind::Native,
-            Workload::Wasm(w) => {
-                let WasmWorkload {
-                    artifact,
-                    component,
-                    args,
-                    grants,
-                    module_path,
-                    digest,
-                    audit_log,
-                    audit,
-                } = *w;
-                Kind::Wasm(Box::new(WasmRun {
-                    artifact: artifact.into_inner(),
-                    component,
-                    args,
-                    grants,
-                    module_path,
-                    digest,
-                    audit_log: Arc::new(audit_log.into_inner()),
-                    audit,
-                }))
-            }
-        }))
+        Self(Arc::new(workload))
     }
 }
 
 impl Executor for WardenExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         match &*self.0 {
-            Kind::Native => DefaultExecutor {}.validate(spec),
-            Kind::Wasm(_) => Ok(()),
+            Workload::Native => DefaultExecutor {}.validate(spec),
+            Workload::Wasm(_) => Ok(()),
         }
     }
 
     fn setup_envs(&self, envs: HashMap<String, String>) -> Result<(), ExecutorSetEnvsError> {
         match &*self.0 {
-            Kind::Native => DefaultExecutor {}.setup_envs(envs),
+            Workload::Native => DefaultExecutor {}.setup_envs(envs),
             // A guest's environment is exactly what its grants name, built into the WASI
             // context; the runner process's own environment is irrelevant to it.
-            Kind::Wasm(_) => Ok(()),
+            Workload::Wasm(_) => Ok(()),
         }
     }
 
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         match &*self.0 {
-            Kind::Native => {
+            Workload::Native => {
                 log::info!("running native container (pod sandbox or granted native)");
                 DefaultExecutor {}.exec(spec)
             }
-            Kind::Wasm(w) => {
-                let WasmRun {
+            Workload::Wasm(w) => {
+                let WasmWorkload {
                     artifact,
                     component,
                     args,
@@ -110,15 +70,19 @@ impl Executor for WardenExecutor {
                     "running {module_path} ({digest}) with grants: {}",
                     grants.summary()
                 );
-                let on_deny: wasi_ctx::DenyHook = {
-                    let (log_file, ctx) = (audit_log.clone(), audit.clone());
-                    Arc::new(move |rule: &'static str, what: String| {
-                        log::warn!("denied by policy ({rule}): {what}");
-                        let rec = ctx.decision("deny", Some(rule), Some(what));
-                        audit::append_from_container(&log_file, rec);
-                    })
+                let outcome = match audit_log.try_clone() {
+                    Ok(log_file) => {
+                        let ctx = audit.clone();
+                        let on_deny: wasi_ctx::DenyHook =
+                            Arc::new(move |rule: &'static str, what: String| {
+                                log::warn!("denied by policy ({rule}): {what}");
+                                let rec = ctx.decision("deny", Some(rule), Some(what));
+                                audit::append_from_container(&log_file, rec);
+                            });
+                        run_wasm(artifact, *component, args, grants, on_deny)
+                    }
+                    Err(e) => Outcome::SetupFailed(format!("audit log descriptor: {e}")),
                 };
-                let outcome = run_wasm(artifact, *component, args, grants, on_deny);
                 if let Some(msg) = outcome.message() {
                     log::error!("{module_path}: {msg}");
                     eprintln!("warden: {module_path}: {msg}");
