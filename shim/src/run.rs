@@ -229,9 +229,11 @@ fn run_component(
     let command =
         wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, component, &linker)
             .map_err(|e| {
-                RunError::Setup(
-                    e.context("the component is not a WASI command (it must export wasi:cli/run)"),
-                )
+                RunError::Setup(e.context(
+                    "instantiating the component: it must be a WASI command (export \
+                         wasi:cli/run) and import only what warden provides (wasi:cli, \
+                         wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets)",
+                ))
             })?;
     match command.wasi_cli_run().call_run(&mut store) {
         Ok(Ok(())) => Ok(0),
@@ -460,6 +462,26 @@ mod tests {
             run_wat(r#"(module (func (export "_start")))"#, &enough),
             Outcome::Exited(0)
         );
+    }
+
+    #[test]
+    fn a_component_importing_what_warden_does_not_provide_does_not_start() {
+        let engine = new_engine().unwrap();
+        let bytes =
+            wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#)
+                .unwrap();
+        let component = Component::new(&engine, bytes).unwrap();
+        let o = run(
+            &engine,
+            Program::Component(component),
+            WasiCtxBuilder::new(),
+            &Limits::default(),
+        );
+        let Outcome::SetupFailed(msg) = &o else {
+            panic!("{o:?}")
+        };
+        assert!(msg.contains("import only what warden provides"), "{msg}");
+        assert_eq!(o.exit_code(), exit_code::SETUP_FAILED);
     }
 
     #[test]
