@@ -102,6 +102,14 @@ fn main() {
         latency(&c, runs, &cache, &p1, &p2);
     }
     memory(&c, &sleeper);
+    // WARDEN_BENCH_LOG=1: the shim's own timings, for finding where a start spends its time.
+    if std::env::var("WARDEN_BENCH_LOG").is_ok() {
+        for l in c.log().lines().filter(|l| {
+            l.contains("created in") || l.contains("cache hit") || l.contains("compiled")
+        }) {
+            println!("{l}");
+        }
+    }
 }
 
 fn latency(c: &Containerd, runs: usize, cache: &Path, p1: &str, p2: &str) {
