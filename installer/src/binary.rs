@@ -81,6 +81,20 @@ pub fn default_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(SHIM_BINARY))
 }
 
+/// A missing shim is `NotFound`; any other failure to read it is `Unreadable`.
+fn io_error(path: &Path, source: std::io::Error) -> ShimError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        ShimError::NotFound {
+            path: path.to_path_buf(),
+        }
+    } else {
+        ShimError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// `<shim>.sha256`.
 pub fn digest_file_for(shim: &Path) -> PathBuf {
     let mut name = shim.as_os_str().to_owned();
@@ -91,20 +105,7 @@ pub fn digest_file_for(shim: &Path) -> PathBuf {
 /// Finds the shim, reads the expected digest (`expected`, canonical, else the digest
 /// file) and checks the shim's bytes against it.
 pub fn resolve(path: &Path, expected: Option<&str>) -> Result<Shim, ShimError> {
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ShimError::NotFound {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(source) => {
-            return Err(ShimError::Unreadable {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
     if !meta.is_file() {
         return Err(ShimError::NotAFile {
             path: path.to_path_buf(),
@@ -117,20 +118,11 @@ pub fn resolve(path: &Path, expected: Option<&str>) -> Result<Shim, ShimError> {
             (read_digest_file(path, &file)?, file.display().to_string())
         }
     };
-    let actual = match digest::of_file(path) {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            return Err(ShimError::NotFound {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(source) => {
-            return Err(ShimError::Unreadable {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
+    let actual = digest::of_file(path)
+        .map_err(|e| io_error(path, e))?
+        .ok_or_else(|| ShimError::NotFound {
+            path: path.to_path_buf(),
+        })?;
     if actual != expected {
         return Err(ShimError::Mismatch {
             path: path.to_path_buf(),

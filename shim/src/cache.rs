@@ -21,10 +21,12 @@ use crate::entrypoint::Kind;
 const SUFFIX: &str = ".cwasm";
 
 /// Where an artifact came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     Hit,
     Compiled,
+    /// The cache could not be used or written; compiled into an unlinked file.
+    Uncached,
 }
 
 pub struct Cache {
@@ -99,7 +101,7 @@ impl Cache {
                 "could not store compiled artifact in {}: {e:#}",
                 self.dir.display()
             );
-            return Ok((anonymous_file(&artifact)?, Outcome::Compiled));
+            return Ok((anonymous_file(&artifact)?, Outcome::Uncached));
         }
         if let Err(e) = self.evict(&path) {
             log::warn!("compile cache eviction failed: {e:#}");

@@ -34,17 +34,8 @@ pub struct Request {
 #[derive(Serialize, Deserialize)]
 pub struct Compiled {
     pub artifact: WireFd<File>,
-    pub outcome: CacheOutcome,
+    pub outcome: Outcome,
     pub micros: u64,
-}
-
-/// Where the artifact came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CacheOutcome {
-    Hit,
-    Compiled,
-    /// The cache could not be used; compiled into an unlinked file.
-    Uncached,
 }
 
 /// Runs [`compile_here`] in a fresh child of the zygote, which exits afterwards.
@@ -77,21 +68,14 @@ pub fn compile_here(req: Request) -> Result<Compiled, String> {
     let engine = engine::engine_for(flavor).map_err(|e| format!("{e:#}"))?;
     let compat = engine::compat_key(&engine);
     let (artifact, outcome) = match Cache::open(&req.cache_dir, req.cache_max_bytes) {
-        Ok(cache) => {
-            let (file, o) = cache
-                .get_or_compile(&engine, kind, &bytes, &req.digest_hex, &compat)
-                .map_err(|e| format!("{e:#}"))?;
-            let o = match o {
-                Outcome::Hit => CacheOutcome::Hit,
-                Outcome::Compiled => CacheOutcome::Compiled,
-            };
-            (file, o)
-        }
+        Ok(cache) => cache
+            .get_or_compile(&engine, kind, &bytes, &req.digest_hex, &compat)
+            .map_err(|e| format!("{e:#}"))?,
         Err(e) => {
             log::warn!("compile cache unusable, compiling without it: {e:#}");
             let artifact = cache::compile(&engine, kind, &bytes).map_err(|e| format!("{e:#}"))?;
             let file = cache::anonymous_file(&artifact).map_err(|e| format!("{e:#}"))?;
-            (file, CacheOutcome::Uncached)
+            (file, Outcome::Uncached)
         }
     };
     Ok(Compiled {
@@ -117,8 +101,8 @@ mod tests {
             digest_hex: "00".into(),
             metered: false,
         };
-        assert_eq!(compile_here(req()).unwrap().outcome, CacheOutcome::Compiled);
-        assert_eq!(compile_here(req()).unwrap().outcome, CacheOutcome::Hit);
+        assert_eq!(compile_here(req()).unwrap().outcome, Outcome::Compiled);
+        assert_eq!(compile_here(req()).unwrap().outcome, Outcome::Hit);
         let mut bad = req();
         bad.digest_hex = "01".into();
         bad.module = WireFd::new(cache::anonymous_file(b"\0asm\x01\0\0\0\x01").unwrap());

@@ -134,8 +134,5 @@ fn run_wasm(
         Ok(w) => w,
         Err(e) => return Outcome::SetupFailed(format!("{e:#}")),
     };
-    // Setting up the engine and loading the artifact left garbage the guest's lifetime
-    // should not pay for.
-    crate::instance::release_free_heap();
     run::run(&engine, program, wasi, &grants.limits)
 }

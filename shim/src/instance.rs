@@ -63,7 +63,6 @@ impl Instance for WardenInstance {
         let container = Container::build(launch)
             .map_err(|e| SandboxError::Others(format!("creating container {id}: {e:#}")))?;
         log::info!("container {id} created in {:?}", started.elapsed());
-        release_free_heap();
         Ok(Self {
             id,
             container,
@@ -145,7 +144,9 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), S
     let spec = Spec::load(cfg.bundle.join("config.json"))
         .map_err(|e| SandboxError::InvalidArgument(format!("reading the OCI spec: {e}")))?;
     let facts = Facts::from_spec(&spec, &cfg.namespace);
-    let mut ctx = audit::Context::new(&settings.node, id, &facts);
+    // The audit log's node name (NODE_NAME, else the host name), read here on the host
+    // side: inside the container the host name is the container's.
+    let mut ctx = audit::Context::new(&warden_audit::node_name(), id, &facts);
     let audit_log = &settings.audit_log;
 
     // Refuses: audits the denial (or fails closed if it cannot), then fails the create.
@@ -281,15 +282,6 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), S
     ))
 }
 
-/// Returns freed heap (the spec, the module's bytes) to the kernel: this process lives as
-/// long as the container, and would otherwise keep it resident.
-pub fn release_free_heap() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// The error for a container that cannot be audited: warden runs nothing it cannot record.
 fn unauditable(e: &warden_audit::AuditError) -> SandboxError {
     let msg = format!(
@@ -327,17 +319,17 @@ fn compile_cached(
     })?;
     let took = std::time::Duration::from_micros(compiled.micros);
     match compiled.outcome {
-        compile::CacheOutcome::Hit => {
+        cache::Outcome::Hit => {
             log::info!(
                 "compile cache hit for {} ({digest}) in {took:?}",
                 entry.path
             )
         }
-        compile::CacheOutcome::Compiled => log::info!(
+        cache::Outcome::Compiled => log::info!(
             "compiled {} ({digest}) in {took:?}, stored in the compile cache",
             entry.path
         ),
-        compile::CacheOutcome::Uncached => {
+        cache::Outcome::Uncached => {
             log::info!("compiled {} ({digest}) in {took:?}, not cached", entry.path)
         }
     }

@@ -18,7 +18,6 @@ pub struct Settings {
     pub audit_log: PathBuf,
     pub cache_dir: PathBuf,
     pub cache_max_bytes: u64,
-    pub node: String,
 }
 
 impl Settings {
@@ -27,13 +26,6 @@ impl Settings {
     }
 
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        let node = get("NODE_NAME")
-            .or_else(|| {
-                nix::unistd::gethostname()
-                    .ok()
-                    .and_then(|h| h.into_string().ok())
-            })
-            .unwrap_or_else(|| "unknown".into());
         Self {
             policy: get("WARDEN_POLICY").unwrap_or(DEFAULT_POLICY.into()).into(),
             audit_log: get("WARDEN_AUDIT_LOG")
@@ -45,7 +37,6 @@ impl Settings {
             cache_max_bytes: get("WARDEN_CACHE_MAX_BYTES")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_CACHE_MAX_BYTES),
-            node,
         }
     }
 }
@@ -70,13 +61,11 @@ mod tests {
             "WARDEN_AUDIT_LOG" => Some("/t/a.jsonl".into()),
             "WARDEN_CACHE_DIR" => Some("/t/c".into()),
             "WARDEN_CACHE_MAX_BYTES" => Some("1000".into()),
-            "NODE_NAME" => Some("n1".into()),
             _ => None,
         });
         assert_eq!(s.policy, PathBuf::from("/t/p.toml"));
         assert_eq!(s.audit_log, PathBuf::from("/t/a.jsonl"));
         assert_eq!(s.cache_dir, PathBuf::from("/t/c"));
         assert_eq!(s.cache_max_bytes, 1000);
-        assert_eq!(s.node, "n1");
     }
 }

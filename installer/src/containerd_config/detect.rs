@@ -297,16 +297,7 @@ fn distribution_notes(distribution: Distribution, notes: &mut Vec<String>) {
 mod tests {
     use super::*;
     use crate::containerd_config::distribution::PLAIN_CONFIG;
-
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let root = tempfile::tempdir().unwrap();
-        for (path, text) in files {
-            let host = root.path().join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(host.parent().unwrap()).unwrap();
-            std::fs::write(host, text).unwrap();
-        }
-        root
-    }
+    use crate::containerd_config::test_tree::tree;
 
     const V2_RUNC: &str = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n";
 

@@ -28,6 +28,9 @@ mod style;
 mod target;
 pub mod version;
 
+#[cfg(test)]
+mod test_tree;
+
 pub use cgroup::CgroupDriver;
 pub use detect::{DetectOptions, NodeLayout, Target, detect};
 pub use distribution::Distribution;

@@ -268,16 +268,7 @@ fn is_hollow(path: &Path, text: &str) -> Result<bool, ConfigError> {
 mod tests {
     use super::*;
     use crate::containerd_config::detect::{DetectOptions, detect};
-
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let root = tempfile::tempdir().unwrap();
-        for (path, text) in files {
-            let host = root.path().join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(host.parent().unwrap()).unwrap();
-            std::fs::write(host, text).unwrap();
-        }
-        root
-    }
+    use crate::containerd_config::test_tree::tree;
 
     fn apply(root: &Path, plan: &Plan) {
         for change in &plan.changes {

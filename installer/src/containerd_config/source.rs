@@ -70,16 +70,7 @@ impl ConfigFile {
 
     /// The plugins listed in `disabled_plugins`.
     pub fn disabled_plugins(&self) -> Vec<String> {
-        // Types were checked by `parse`.
-        self.doc
-            .get("disabled_plugins")
-            .and_then(Item::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.strings("disabled_plugins")
     }
 
     /// Reads and parses `node_path` under `root` (`root` is `/` on a real node, a fake tree
@@ -94,9 +85,13 @@ impl ConfigFile {
 
     /// The `imports` globs, in file order (an absent key is no imports).
     pub fn imports(&self) -> Vec<String> {
-        // Types were checked by `parse`.
+        self.strings("imports")
+    }
+
+    /// A top-level array of strings (absent: empty). Types were checked by `parse`.
+    fn strings(&self, key: &str) -> Vec<String> {
         self.doc
-            .get("imports")
+            .get(key)
             .and_then(Item::as_array)
             .map(|a| {
                 a.iter()

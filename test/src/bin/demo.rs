@@ -10,8 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
-
 use warden_test::containerd::{Containerd, Options, RunOpts, RunResult};
 use warden_test::guests::{Wasi, build_guests};
 use warden_test::image::ImageBuilder;
@@ -76,7 +74,7 @@ fn run() -> Result<(), String> {
 
     let warden = warden_cli()?;
     let shim_bytes = std::fs::read(shim).map_err(|e| e.to_string())?;
-    let shim_digest = format!("sha256:{}", hex(&Sha256::digest(&shim_bytes)));
+    let shim_digest = warden_test::image::sha256_digest(&shim_bytes);
 
     step(2, "Start a private containerd (CRI on), without warden");
     let env = vec![
@@ -301,10 +299,6 @@ fn run() -> Result<(), String> {
 }
 
 const PAUSE: &str = "localhost/demo/pause:1";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn expect(ok: bool, what: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(what.to_string()) }
