@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use containerd_shimkit::sandbox::sync::WaitableCell;
 use containerd_shimkit::sandbox::{Error as SandboxError, Instance, InstanceConfig};
 use containerd_shimkit::zygote::WireFd;
 use oci_spec::runtime::Spec;
@@ -20,6 +19,7 @@ use warden_policy::{Decision, Policy, Request, STRICT_PROFILE};
 use crate::container::Container;
 use crate::engine::Flavor;
 use crate::entrypoint::{self, Kind};
+use crate::exit_cell::ExitCell;
 use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
 use crate::pid_fd::PidFd;
@@ -29,7 +29,7 @@ use crate::{audit, cache, compile, exit_code};
 pub struct WardenInstance {
     id: String,
     container: Container,
-    exit: WaitableCell<(u32, DateTime<Utc>)>,
+    exit: ExitCell,
     audit_log: PathBuf,
     audit: audit::Context,
     started: std::sync::Mutex<Option<Instant>>,
@@ -66,7 +66,7 @@ impl Instance for WardenInstance {
         Ok(Self {
             id,
             container,
-            exit: WaitableCell::new(),
+            exit: ExitCell::new(),
             audit_log: Settings::from_env().audit_log,
             audit,
             started: std::sync::Mutex::new(None),
@@ -76,7 +76,7 @@ impl Instance for WardenInstance {
     async fn start(&self) -> Result<u32, SandboxError> {
         log::info!("starting container {}", self.id);
         // Whatever happens below, a waiter must get an exit status.
-        let guard = self.exit.clone().set_guard_with(|| (137, Utc::now()));
+        let guard = self.exit.set_guard_with(|| (137, Utc::now()));
         let pid = self.container.pid()?;
         let pidfd = PidFd::new(pid)?;
         self.container.start()?;
@@ -105,7 +105,7 @@ impl Instance for WardenInstance {
             if let Err(e) = audit::append(&log_path, rec) {
                 log::error!("cannot audit the exit of {id}: {e}");
             }
-            let _ = exit.set((code as u32, Utc::now()));
+            exit.set((code as u32, Utc::now()));
         });
         Ok(pid as u32)
     }
@@ -124,7 +124,7 @@ impl Instance for WardenInstance {
     }
 
     async fn wait(&self) -> (u32, DateTime<Utc>) {
-        *self.exit.wait().await
+        self.exit.wait().await
     }
 }
 

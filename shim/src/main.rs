@@ -12,6 +12,7 @@ mod container;
 mod engine;
 mod entrypoint;
 mod executor;
+mod exit_cell;
 mod exit_code;
 mod facts;
 mod instance;
