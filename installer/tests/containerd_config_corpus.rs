@@ -25,7 +25,7 @@ use warden_installer::containerd_config::{
 const DEFAULT_INSTALL_DIR: &str = "/opt/warden/bin";
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../test/configs")
+    warden_test::workspace_root().join("test/configs")
 }
 
 fn updating() -> bool {

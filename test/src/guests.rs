@@ -216,7 +216,7 @@ pub fn build_guests() -> &'static Guests {
 
 /// The directory of the guests' workspace (`test/guests`).
 pub fn guests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("guests")
+    crate::workspace_root().join("test/guests")
 }
 
 fn cargo_build(target_dir: &Path, args: &[&str]) {

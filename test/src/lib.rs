@@ -77,10 +77,23 @@ pub fn find_in_path(program: &str) -> Option<PathBuf> {
 }
 
 /// The root of the Cargo workspace this crate belongs to (the repository root).
+///
+/// Taken from the `CARGO_MANIFEST_DIR` cargo sets when it runs a test or a binary (every
+/// workspace member sits one level below the root), and only without it from the value
+/// compiled in: a target dir shared between checkouts may hold a binary built from another
+/// checkout, whose compiled-in path is gone.
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("test/ has a parent directory")
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let member = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .filter(|dir| dir.join("Cargo.toml").is_file())
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        member
+            .parent()
+            .expect("a workspace member has a parent directory")
+            .to_path_buf()
+    })
 }
 
 /// The workspace's target directory, as cargo resolves it (so `CARGO_TARGET_DIR` and

@@ -24,7 +24,7 @@ pub const BINARY: &str = "/opt/warden/bin/containerd-shim-warden-v1";
 
 /// The corpus.
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../test/configs")
+    warden_test::workspace_root().join("test/configs")
 }
 
 /// Every case name of the corpus, sorted.
