@@ -1,4 +1,5 @@
-//! Measures the audit log: append latency (fsync included) and verify throughput.
+//! Measures the audit log: append latency (fsync included) against a bare append+fsync of
+//! the same size on the same disk, and verify throughput.
 //!
 //! ```text
 //! cargo run --release -p warden-audit --example audit_bench -- [APPENDS] [LOG_MB] [DIR]
@@ -27,11 +28,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Append latency: each call opens, locks, reads the last line, writes, fsyncs.
     let path = dir.join("append.jsonl");
     let mut lat = Vec::with_capacity(appends);
+    // The floor under any fsynced append on this disk, measured in the same run and
+    // interleaved with the audit appends so drift hits both alike: open with O_APPEND,
+    // write one record-sized line, fsync, close. No lock, no chain.
+    let floor_path = dir.join("floor.jsonl");
+    let line = vec![b'x'; 480];
+    let mut floor = Vec::with_capacity(appends);
     for i in 0..appends {
         let mut r = sample(i);
         let t = Instant::now();
         append(&path, &mut r)?;
         lat.push(t.elapsed());
+
+        let t = Instant::now();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&floor_path)?;
+        f.write_all(&line)?;
+        f.sync_all()?;
+        drop(f);
+        floor.push(t.elapsed());
     }
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
@@ -43,6 +60,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(0.99),
         lat[lat.len() - 1],
         appends as f64 / total.as_secs_f64()
+    );
+
+    floor.sort();
+    let fpct = |p: f64| floor[((floor.len() as f64 * p) as usize).min(floor.len() - 1)];
+    println!(
+        "bare append+fsync baseline (same disk, same run): p50 {:?}  p99 {:?}; audit append / baseline: p50 {:.2}x  p99 {:.2}x",
+        fpct(0.50),
+        fpct(0.99),
+        pct(0.50).as_secs_f64() / fpct(0.50).as_secs_f64(),
+        pct(0.99).as_secs_f64() / fpct(0.99).as_secs_f64(),
     );
 
     // Verify throughput on a generated log of about `log_mb` MB.
