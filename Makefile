@@ -36,7 +36,12 @@ deps:
 	rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 	rustup show >/dev/null
 
-test: build
+# Installs what it needs first (as `make demo` does): the integration tests need root,
+# containerd and runc, and fail rather than skip without them.
+test:
+	@if [ "$$(id -u)" != 0 ]; then echo "make test starts private containerds: run it as root (make unit needs no root)" >&2; exit 1; fi
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory build
 	$(CARGO) test --workspace --no-fail-fast
 
 unit:
