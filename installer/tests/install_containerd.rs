@@ -44,6 +44,18 @@ struct Node {
 /// the two must not compete for the shim's start-up.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Takes the serial lock (held for the whole test), then starts a node and reads its
+/// containerd config as it was before anything ran.
+fn serial_node() -> (std::sync::MutexGuard<'static, ()>, Node, PathBuf, Vec<u8>) {
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let node = Node::start();
+    let config = node.containerd.config_path();
+    let original = fs::read(&config).unwrap();
+    (serial, node, config, original)
+}
+
 impl Node {
     fn start() -> Node {
         warden_test::require_root();
@@ -184,12 +196,7 @@ impl Node {
 
 #[test]
 fn install_runs_a_wasm_pod_through_cri_and_uninstall_restores_the_config() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let node = Node::start();
-    let config = node.containerd.config_path();
-    let original = fs::read(&config).unwrap();
+    let (_serial, node, config, original) = serial_node();
     assert!(!node.handlers().contains(&"warden".to_owned()));
 
     let plan = node.run_ok("plan");
@@ -294,12 +301,7 @@ fn run_wasm_pod(node: &Node) {
 
 #[test]
 fn install_killed_at_every_step_boundary_leaves_containerd_whole() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let node = Node::start();
-    let config = node.containerd.config_path();
-    let original = fs::read(&config).unwrap();
+    let (_serial, node, config, original) = serial_node();
     for point in INSTALL_POINTS {
         let out = node.warden("install", &[(ENV, point)]).output().unwrap();
         assert!(killed(&out), "install at {point}: {}", show(&out));
