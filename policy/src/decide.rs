@@ -514,14 +514,8 @@ native = true
         assert_eq!(
             grants.mounts,
             [
-                MountGrant {
-                    path: "/config".into(),
-                    access: Access::Ro
-                },
-                MountGrant {
-                    path: "/data".into(),
-                    access: Access::Rw
-                },
+                MountGrant::new("/config", Access::Ro),
+                MountGrant::new("/data", Access::Rw),
             ]
         );
         assert!(grants.network.dns);

@@ -39,11 +39,7 @@ impl Grants {
             parts.push(format!("env={}", names.join(",")));
         }
         if !self.mounts.is_empty() {
-            let m: Vec<String> = self
-                .mounts
-                .iter()
-                .map(|m| format!("{}:{}", m.path, m.access.as_str()))
-                .collect();
+            let m: Vec<String> = self.mounts.iter().map(MountGrant::describe).collect();
             parts.push(format!("mounts={}", m.join(",")));
         }
         if !self.network.connect.is_empty() {
@@ -99,11 +95,40 @@ impl Access {
     }
 }
 
-/// A container path preopened for the module at the same guest path.
+/// A container path preopened for the module: a mount of the container or a directory of
+/// the image's rootfs, seen by the guest at `guest` (by default the same path).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountGrant {
     pub path: String,
     pub access: Access,
+    /// The path the guest sees it at (`{ path = "/srv/site", guest = "/" }`); `None` means
+    /// the same as `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<String>,
+}
+
+impl MountGrant {
+    /// A grant of `path` seen by the guest at the same path.
+    pub fn new(path: impl Into<String>, access: Access) -> Self {
+        MountGrant {
+            path: path.into(),
+            access,
+            guest: None,
+        }
+    }
+
+    /// The path the guest sees the grant at.
+    pub fn guest_path(&self) -> &str {
+        self.guest.as_deref().unwrap_or(&self.path)
+    }
+
+    /// `path:access`, or `path->guest:access` when the guest sees it elsewhere.
+    pub fn describe(&self) -> String {
+        match &self.guest {
+            Some(g) if g != &self.path => format!("{}->{g}:{}", self.path, self.access.as_str()),
+            _ => format!("{}:{}", self.path, self.access.as_str()),
+        }
+    }
 }
 
 /// `wasi:sockets` grants. Empty lists allow nothing.

@@ -268,6 +268,8 @@ struct RawMountTable {
     path: Spanned<String>,
     #[serde(default)]
     access: Option<Spanned<String>>,
+    #[serde(default)]
+    guest: Option<Spanned<String>>,
 }
 
 impl<'de> Deserialize<'de> for RawMount {
@@ -483,9 +485,14 @@ impl RawProfile {
                 RawMount::Path(p) => MountGrant {
                     path: parse_mount_path(p).map_err(|e| ctx.at_span(m.span(), e))?,
                     access: Access::Ro,
+                    guest: None,
                 },
                 RawMount::Table(t) => MountGrant {
                     path: ctx.check(&t.path, parse_mount_path)?,
+                    guest: match &t.guest {
+                        None => None,
+                        Some(g) => Some(ctx.check(g, parse_mount_path)?),
+                    },
                     access: match &t.access {
                         None => Access::Ro,
                         Some(a) => ctx.check(a, |s| match s {
@@ -496,11 +503,12 @@ impl RawProfile {
                     },
                 },
             };
+            let at = [key("profiles"), key(name), key("mounts"), Seg::Index(i)];
             if !seen.insert(grant.path.clone()) {
-                return Err(ctx.at_path(
-                    &[key("profiles"), key(name), key("mounts"), Seg::Index(i)],
-                    format!("{} is listed twice", grant.path),
-                ));
+                return Err(ctx.at_path(&at, format!("{} is listed twice", grant.path)));
+            }
+            if let Some(problem) = mount_conflict(&mounts, &grant) {
+                return Err(ctx.at_path(&at, problem));
             }
             mounts.push(grant);
         }
@@ -647,4 +655,43 @@ fn serde_error(err: &toml::de::Error, doc: &Doc<'_>, file: &str) -> PolicyError 
         },
         message: message.to_owned(),
     }
+}
+
+/// Why `new` cannot be granted beside the mounts already granted, if it cannot: two grants
+/// the guest sees at the same path, or nested grants with different access (a read-only
+/// path inside a read-write one, or the other way round, is not what it seems: the outer
+/// grant decides what the inner path allows through it).
+fn mount_conflict(granted: &[MountGrant], new: &MountGrant) -> Option<String> {
+    for g in granted {
+        if g.guest_path() == new.guest_path() {
+            return Some(format!(
+                "{} and {} are both seen by the module at {}",
+                g.path,
+                new.path,
+                new.guest_path()
+            ));
+        }
+        if g.access != new.access
+            && (path_within(&new.path, &g.path) || path_within(&g.path, &new.path))
+        {
+            return Some(format!(
+                "{} ({}) and {} ({}) are nested with different access; grant them with the \
+                 same access or grant only the one you mean",
+                g.path,
+                g.access.as_str(),
+                new.path,
+                new.access.as_str()
+            ));
+        }
+    }
+    None
+}
+
+/// Whether `inner` is `outer` or lies below it (both normalised absolute paths).
+pub(crate) fn path_within(inner: &str, outer: &str) -> bool {
+    outer == "/"
+        || inner == outer
+        || inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.starts_with('/'))
 }

@@ -45,14 +45,8 @@ fn design_example_parses() {
     assert_eq!(
         prof.mounts,
         [
-            MountGrant {
-                path: "/config".into(),
-                access: Access::Ro
-            },
-            MountGrant {
-                path: "/data".into(),
-                access: Access::Rw
-            },
+            MountGrant::new("/config", Access::Ro),
+            MountGrant::new("/data", Access::Rw),
         ]
     );
     assert_eq!(prof.modules.as_ref().map(Vec::len), Some(1));
@@ -76,7 +70,7 @@ fn extensions_parse() {
 version = 1
 [profiles.all]
 namespaces = ["*"]
-mounts = ["/config", { path = "/data/", access = "ro" }]
+mounts = ["/config", { path = "/data/", access = "ro" }, { path = "/srv/site", guest = "/" }]
 native = true
 [profiles.all.network]
 connect = ["[fd00::/8]:443", "[::1]:*", "192.168.0.0/16:1-1024"]
@@ -90,14 +84,10 @@ fuel = 1000000
 "#;
     let p = Policy::parse(text, "x.toml").unwrap();
     let all = p.profile("all").unwrap();
-    assert_eq!(
-        all.mounts[0],
-        MountGrant {
-            path: "/config".into(),
-            access: Access::Ro
-        }
-    );
+    assert_eq!(all.mounts[0], MountGrant::new("/config", Access::Ro));
     assert_eq!(all.mounts[1].path, "/data");
+    assert_eq!(all.mounts[2].guest_path(), "/");
+    assert_eq!(all.mounts[2].describe(), "/srv/site->/:ro");
     assert_eq!(all.limits.memory, Some(1 << 20));
     assert_eq!(all.limits.cpu_time, Some(Duration::from_millis(500)));
     assert_eq!(all.limits.deadline, Some(Duration::from_secs(90)));
@@ -286,6 +276,34 @@ fn errors_name_file_line_and_key() {
             line: 4,
             key: "profiles.x.mounts[1]",
             contains: "listed twice",
+        },
+        Case {
+            name: "nested mounts with different access",
+            text: "version = 1\n[profiles.x]\nmounts = [{ path = \"/data\", access = \"rw\" },\n  { path = \"/data/config\" }]\n",
+            line: 4,
+            key: "profiles.x.mounts[1]",
+            contains: "/data (rw) and /data/config (ro) are nested with different access",
+        },
+        Case {
+            name: "root grant around a read-write one",
+            text: "version = 1\n[profiles.x]\nmounts = [\"/\", { path = \"/data\", access = \"rw\" }]\n",
+            line: 3,
+            key: "profiles.x.mounts[1]",
+            contains: "nested with different access",
+        },
+        Case {
+            name: "two grants at one guest path",
+            text: "version = 1\n[profiles.x]\nmounts = [{ path = \"/srv/a\", guest = \"/\" },\n  { path = \"/srv/b\", guest = \"/\" }]\n",
+            line: 4,
+            key: "profiles.x.mounts[1]",
+            contains: "both seen by the module at /",
+        },
+        Case {
+            name: "relative guest path",
+            text: "version = 1\n[profiles.x]\nmounts = [{ path = \"/srv\", guest = \"srv\" }]\n",
+            line: 3,
+            key: "profiles.x.mounts[0].guest",
+            contains: "absolute",
         },
         Case {
             name: "mount without path",
