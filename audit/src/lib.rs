@@ -11,13 +11,17 @@
 //! the last line is unchanged or that nothing was cut from the end. For that an auditor
 //! pins the last line's hash (`Summary::last_hash`) and checks later with
 //! [`verify_pinned`].
+//!
+//! A flood of records from one source is bounded with a [`Throttle`].
 
 mod append;
 mod record;
+mod throttle;
 mod verify;
 
 pub use append::{AuditError, Chain, append, append_to_file, open};
 pub use record::{DEFAULT_AUDIT_LOG, Record, ZERO_HASH, event, node_name, now_rfc3339, writer};
+pub use throttle::{Admit, DEFAULT_MAX_PER_WINDOW, DEFAULT_WINDOW, Throttle};
 pub use verify::{
     ChainBreak, Summary, VerifyError, VerifyErrorKind, verify, verify_file, verify_pinned,
 };
