@@ -57,23 +57,28 @@ pub fn escape_for_terminal(s: &str) -> Cow<'_, str> {
 
 /// A JSON text (as `serde_json` writes it, or a record line as read from the log) made safe
 /// for a terminal without changing what it means: every character
-/// [`is_unsafe_for_terminal`] becomes a JSON `\uXXXX` escape.
+/// [`is_unsafe_for_terminal`] becomes a JSON `\uXXXX` escape, except JSON's own whitespace
+/// between tokens: newlines stay, tabs and carriage returns become spaces.
 ///
 /// `serde_json` already escapes C0 controls, but writes DEL, C1 controls and bidi controls
-/// raw. In valid JSON these characters can only stand inside strings, where `\uXXXX` is the
-/// same character to any JSON parser; the parsed value is unchanged.
+/// raw. In valid JSON a raw tab, CR or LF can only stand between tokens (inside a string
+/// they must be escaped), and every other such character only inside a string, where
+/// `\uXXXX` is the same character to any JSON parser: the parsed value is unchanged.
 pub fn escape_json_for_terminal(json: &str) -> Cow<'_, str> {
-    let Some(first) = json.find(is_unsafe_for_terminal) else {
+    let unsafe_here = |c: char| c != '\n' && is_unsafe_for_terminal(c);
+    let Some(first) = json.find(unsafe_here) else {
         return Cow::Borrowed(json);
     };
     let mut out = String::with_capacity(json.len() + 8);
     out.push_str(&json[..first]);
     for c in json[first..].chars() {
-        if is_unsafe_for_terminal(c) {
+        match c {
+            '\t' | '\r' => out.push(' '),
             // All of them are in the Basic Multilingual Plane: one \u escape each.
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
-        } else {
-            out.push(c);
+            c if unsafe_here(c) => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
         }
     }
     Cow::Owned(out)
@@ -146,5 +151,22 @@ mod tests {
         assert!(safe.contains("\\u202e") && safe.contains("\\u007f") && safe.contains("\\u009b"));
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back, value);
+
+        // Pretty output keeps its lines; whitespace between tokens stays whitespace.
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let safe = escape_json_for_terminal(&pretty);
+        assert_eq!(safe.lines().count(), pretty.lines().count());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&safe).unwrap(),
+            value
+        );
+        let raw = "{\"a\":\t\"x\u{202e}\",\r\"b\":1}";
+        let safe = escape_json_for_terminal(raw);
+        assert_eq!(safe, "{\"a\": \"x\\u202e\", \"b\":1}");
+        assert!(!safe.chars().any(is_unsafe_for_terminal));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&safe).unwrap(),
+            serde_json::from_str::<serde_json::Value>(raw).unwrap()
+        );
     }
 }
