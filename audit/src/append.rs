@@ -48,6 +48,10 @@ pub enum AuditError {
         target: String,
         reason: &'static str,
     },
+    /// The log path names something other than a regular file (a symlink, a FIFO, a
+    /// device, a socket, a directory): never followed, opened or written.
+    #[error("audit log {target} is {what}; refusing (the audit log must be a regular file)")]
+    NotRegularFile { target: String, what: &'static str },
     /// The record could not be encoded as JSON (should not happen with plain strings).
     #[error("audit log {target}: cannot encode the record: {error}")]
     Encode {
@@ -135,39 +139,135 @@ pub fn append(path: impl AsRef<Path>, rec: &mut Record) -> Result<(), AuditError
 /// Opens the log at `path` read-write with `O_APPEND`, creating its directory (0750) and
 /// the file (0640) if needed: the descriptor [`append_to_file`] expects. The shim opens the
 /// log this way on the host and hands the descriptor to the container process.
+///
+/// Only a regular file is accepted: a symlink at `path` is not followed (`O_NOFOLLOW`), and
+/// a FIFO, device, socket or directory is refused ([`AuditError::NotRegularFile`]) without
+/// blocking on it (`O_NONBLOCK`, then `fstat`). A new log is created with `O_EXCL`, so a
+/// file or symlink planted at `path` in the meantime is never taken for ours: it is opened
+/// (and checked) as an existing log instead.
 pub fn open(path: impl AsRef<Path>) -> Result<File, AuditError> {
     let path = path.as_ref();
     let target = path.display().to_string();
-    match open_log(path) {
-        Ok(f) => Ok(f),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o750)
-                    .create(dir)
-                    .map_err(|e| AuditError::io(&target, "create its directory", e))?;
-            }
-            let f = open_log(path).map_err(|e| AuditError::io(&target, "create", e))?;
-            // Make the new directory entry durable too, not just the file's content.
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-                && let Ok(d) = File::open(dir)
-            {
-                let _ = d.sync_all();
-            }
-            Ok(f)
+    // An existing log, else a new one. Two rounds: if another writer creates the log
+    // between our two opens, the second round opens theirs.
+    for _ in 0..2 {
+        match open_existing(path) {
+            Ok(f) => return checked(f, &target),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(refused_or_io(path, &target, "open", e)),
         }
-        Err(e) => Err(AuditError::io(&target, "open", e)),
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(|e| AuditError::io(&target, "create its directory", e))?;
+        }
+        match create_new(path) {
+            Ok(f) => {
+                // Make the new directory entry durable too, not just the file's content.
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                    && let Ok(d) = File::open(dir)
+                {
+                    let _ = d.sync_all();
+                }
+                return checked(f, &target);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(refused_or_io(path, &target, "create", e)),
+        }
     }
+    Err(AuditError::io(
+        &target,
+        "create",
+        io::Error::other("it kept appearing and disappearing while being opened"),
+    ))
 }
 
-fn open_log(path: &Path) -> io::Result<File> {
+/// `O_NOFOLLOW` (a symlink fails with `ELOOP`) and `O_NONBLOCK` (a FIFO or a device must
+/// not block the open; the descriptor is checked and reset right after).
+fn guard_flags() -> i32 {
+    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32
+}
+
+fn open_existing(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .append(true)
-        .create(true)
-        .mode(0o640)
+        .custom_flags(guard_flags())
         .open(path)
+}
+
+fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .mode(0o640)
+        .custom_flags(guard_flags())
+        .open(path)
+}
+
+/// Refuses a descriptor that is not a regular file, and clears `O_NONBLOCK` on the one kept
+/// (it is handed on to the container process as is).
+fn checked(file: File, target: &str) -> Result<File, AuditError> {
+    let meta = file
+        .metadata()
+        .map_err(|e| AuditError::io(target, "stat", e))?;
+    if !meta.file_type().is_file() {
+        return Err(AuditError::NotRegularFile {
+            target: target.to_owned(),
+            what: file_kind(&meta.file_type()),
+        });
+    }
+    let flags =
+        rustix::fs::fcntl_getfl(&file).map_err(|e| AuditError::io(target, "inspect", e.into()))?;
+    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)
+        .map_err(|e| AuditError::io(target, "set up", e.into()))?;
+    Ok(file)
+}
+
+/// The error for a failed open: `ELOOP` under `O_NOFOLLOW` (a symlink), `ENXIO` (a socket,
+/// or a FIFO or device with no other end) and `EISDIR` name what is there, from `lstat`.
+fn refused_or_io(path: &Path, target: &str, op: &'static str, e: io::Error) -> AuditError {
+    let telling = [
+        rustix::io::Errno::LOOP,
+        rustix::io::Errno::NXIO,
+        rustix::io::Errno::ISDIR,
+    ];
+    if telling
+        .iter()
+        .any(|t| e.raw_os_error() == Some(t.raw_os_error()))
+        && let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.file_type().is_file()
+    {
+        return AuditError::NotRegularFile {
+            target: target.to_owned(),
+            what: file_kind(&meta.file_type()),
+        };
+    }
+    AuditError::io(target, op, e)
+}
+
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_symlink() {
+        "a symlink"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Serializes appends through one shared descriptor: `flock` locks belong to the open

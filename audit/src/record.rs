@@ -26,6 +26,10 @@ pub mod event {
     pub const CONFIG_WRITE: &str = "config-write";
     pub const RESTART: &str = "restart";
     pub const VERIFY: &str = "verify";
+    /// Records a writer left out because one source (a container) wrote too many too fast
+    /// (see [`Throttle`](crate::Throttle)): `reason` says how many and since when, the
+    /// other fields name the source.
+    pub const SUPPRESSED: &str = "suppressed";
 }
 
 /// Names for the `writer` field.

@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::display::escape_for_terminal;
 use crate::record::{ZERO_HASH, event};
 
 /// What an intact log holds.
@@ -32,12 +33,82 @@ pub struct Summary {
     /// `time` of the last record.
     pub last_time: Option<String>,
     /// Hex SHA-256 of the last line. An auditor who writes this down can later prove the
-    /// log still holds that line unchanged (`verify_pinned`): the chain cannot show an
+    /// log still holds that line unchanged (`verify_pins`): the chain cannot show an
     /// edit of the last line or the loss of lines at the end by itself.
     pub last_hash: String,
-    /// Line number of the pinned hash, when verifying with one.
+    /// Hex SHA-256 of the first line, the anchor. Pinned, it proves later that the log was
+    /// not rewritten from scratch (a rewritten log has a new anchor).
+    pub anchor_hash: String,
+    /// The anchor's `node` (empty if it names none).
+    pub anchor_node: String,
+    /// The latest line proven by a pin, when verifying with pins: it and every line
+    /// before it are exactly as they were when pinned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pinned_line: Option<u64>,
+    /// The line each pin was found at, in the order the pins were given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pinned_lines: Vec<u64>,
+}
+
+impl Summary {
+    /// Records proven by a pin (every line up to `pinned_line`), and records after it that
+    /// no pin proves: `None` when no pin was given.
+    pub fn proven(&self) -> Option<(u64, u64)> {
+        self.pinned_line.map(|l| (l, self.records - l))
+    }
+}
+
+/// A hash kept off the node, to check the log against later: `HASH` (the line with that
+/// SHA-256, wherever it is) or `LINE:HASH` (line `LINE` must have it), as `warden audit
+/// head` prints it.
+///
+/// A line's hash covers its `prev`, so a pinned line proves every line before it too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// 1-based line number, when known.
+    pub line: Option<u64>,
+    pub hash: [u8; 32],
+}
+
+/// A `--pin` that is neither `HASH` nor `LINE:HASH`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a pin: expected HASH or LINE:HASH, with HASH 64 hex digits and LINE a line number from 1"
+)]
+pub struct PinParseError(pub String);
+
+impl std::str::FromStr for Pin {
+    type Err = PinParseError;
+
+    fn from_str(s: &str) -> Result<Pin, PinParseError> {
+        let bad = || PinParseError(s.to_owned());
+        let (line, hash) = match s.split_once(':') {
+            Some((l, h)) => {
+                if !l.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                match l.parse::<u64>() {
+                    Ok(l) if l > 0 => (Some(l), h),
+                    _ => return Err(bad()),
+                }
+            }
+            None => (None, s),
+        };
+        let mut bytes = [0u8; 32];
+        if hash.len() != 64 || hex::decode_to_slice(hash, &mut bytes).is_err() {
+            return Err(bad());
+        }
+        Ok(Pin { line, hash: bytes })
+    }
+}
+
+impl fmt::Display for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{l}:{}", hex::encode(self.hash)),
+            None => f.write_str(&hex::encode(self.hash)),
+        }
+    }
 }
 
 /// The first problem found, and on which 1-based line.
@@ -84,6 +155,10 @@ pub enum VerifyErrorKind {
     ChainBroken(ChainBreak),
     /// No line has the pinned hash: the pinned line was changed or removed.
     PinNotFound { pin: String },
+    /// The pinned line number holds a line with another hash (the error's line).
+    PinMismatch { pin: String, found: String },
+    /// The log ends before the pinned line number.
+    PinBeyondEnd { pin: String, last: u64 },
 }
 
 /// The best explanation for a broken chain at line `n`.
@@ -118,7 +193,15 @@ impl fmt::Display for VerifyErrorKind {
             VerifyErrorKind::ChainBroken(b) => write!(f, "chain broken: {b}"),
             VerifyErrorKind::PinNotFound { pin } => write!(
                 f,
-                "no line has the pinned hash {pin}: that line was changed or removed (or the log was cut before it)"
+                "no line has the pinned hash {pin}: that line was changed or removed (or the log was cut before it, or rewritten from scratch)"
+            ),
+            VerifyErrorKind::PinMismatch { pin, found } => write!(
+                f,
+                "not the pinned line: its hash is {found}, the pin is {pin}: this line was changed, or the log was rewritten from scratch"
+            ),
+            VerifyErrorKind::PinBeyondEnd { pin, last } => write!(
+                f,
+                "the pinned line {pin} is gone: the log ends at line {last} (lines were cut from the end, or the log was rewritten from scratch)"
             ),
         }
     }
@@ -171,43 +254,60 @@ const LOOKAHEAD: u64 = 1_000_000;
 
 /// Verifies a whole log read from `reader`.
 pub fn verify<R: Read>(reader: R) -> Result<Summary, VerifyError> {
-    verify_inner(reader, None)
+    verify_inner(reader, &[])
 }
 
-/// Like [`verify`], and also requires that some line hashes to `pin` (hex), as printed
-/// earlier in a summary's `last_hash`: proves that line is still there, unchanged.
+/// Like [`verify`], and also requires that some line hashes to `pin` (hex, or
+/// `LINE:HASH`), as printed earlier in a summary's `last_hash`: proves that line is still
+/// there, unchanged, and every line before it.
 pub fn verify_pinned<R: Read>(reader: R, pin: &str) -> Result<Summary, VerifyError> {
-    let mut want = [0u8; 32];
-    if hex::decode_to_slice(pin, &mut want).is_err() {
-        return Err(VerifyError {
+    match pin.parse::<Pin>() {
+        Ok(p) => verify_inner(reader, &[p]),
+        Err(_) => Err(VerifyError {
             line: 0,
             kind: VerifyErrorKind::PinNotFound {
-                pin: format!("{pin} (not 64 hex digits)"),
+                pin: format!("{} (not 64 hex digits)", escape_for_terminal(pin)),
             },
-        });
+        }),
     }
-    verify_inner(reader, Some(want))
+}
+
+/// Like [`verify`], and also requires every pin to be found (see [`Pin`]). The summary's
+/// `pinned_line` is the latest pinned line: it and all lines before it are proven; lines
+/// after it are proven by no pin (whoever can write the file could have written them).
+pub fn verify_pins<R: Read>(reader: R, pins: &[Pin]) -> Result<Summary, VerifyError> {
+    verify_inner(reader, pins)
 }
 
 /// Opens and verifies the log at `path`.
 pub fn verify_file(path: impl AsRef<Path>, pin: Option<&str>) -> Result<Summary, VerifyError> {
-    let file = std::fs::File::open(path).map_err(|e| VerifyError {
-        line: 0,
-        kind: VerifyErrorKind::Io(e),
-    })?;
+    let file = open_for_verify(path.as_ref())?;
     match pin {
         Some(p) => verify_pinned(file, p),
         None => verify(file),
     }
 }
 
-fn verify_inner<R: Read>(reader: R, pin: Option<[u8; 32]>) -> Result<Summary, VerifyError> {
+/// Opens the log at `path` and verifies it against `pins` (none: the chain only).
+pub fn verify_file_pins(path: impl AsRef<Path>, pins: &[Pin]) -> Result<Summary, VerifyError> {
+    verify_inner(open_for_verify(path.as_ref())?, pins)
+}
+
+fn open_for_verify(path: &Path) -> Result<std::fs::File, VerifyError> {
+    std::fs::File::open(path).map_err(|e| VerifyError {
+        line: 0,
+        kind: VerifyErrorKind::Io(e),
+    })
+}
+
+fn verify_inner<R: Read>(reader: R, pins: &[Pin]) -> Result<Summary, VerifyError> {
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut sum = Summary::default();
     let mut line = Vec::with_capacity(4096);
     let mut prev_hash = [0u8; 32];
     let mut recent: VecDeque<[u8; 32]> = VecDeque::with_capacity(WINDOW);
     let mut n: u64 = 0;
+    let mut found: Vec<Option<u64>> = vec![None; pins.len()];
     let err = |line: u64, kind| Err(VerifyError { line, kind });
     loop {
         line.clear();
@@ -254,7 +354,8 @@ fn verify_inner<R: Read>(reader: R, pin: Option<[u8; 32]>) -> Result<Summary, Ve
                     n,
                     VerifyErrorKind::AnchorMissing {
                         detail: format!(
-                            "the first line is a '{ev}' record, not an anchor: the start of the log was removed or replaced"
+                            "the first line is a '{}' record, not an anchor: the start of the log was removed or replaced",
+                            escape_for_terminal(ev)
                         ),
                     },
                 );
@@ -272,8 +373,25 @@ fn verify_inner<R: Read>(reader: R, pin: Option<[u8; 32]>) -> Result<Summary, Ve
             return err(n, VerifyErrorKind::ChainBroken(explanation));
         }
         prev_hash = Sha256::digest(&line).into();
-        if pin == Some(prev_hash) && sum.pinned_line.is_none() {
-            sum.pinned_line = Some(n);
+        if n == 1 {
+            sum.anchor_hash = hex::encode(prev_hash);
+            sum.anchor_node = head.node.as_deref().unwrap_or("").to_owned();
+        }
+        for (pin, at) in pins.iter().zip(found.iter_mut()) {
+            match pin.line {
+                Some(l) if l == n && pin.hash != prev_hash => {
+                    return err(
+                        n,
+                        VerifyErrorKind::PinMismatch {
+                            pin: pin.to_string(),
+                            found: hex::encode(prev_hash),
+                        },
+                    );
+                }
+                Some(l) if l != n => {}
+                _ if at.is_none() && pin.hash == prev_hash => *at = Some(n),
+                _ => {}
+            }
         }
         if recent.len() == WINDOW {
             recent.pop_front();
@@ -301,16 +419,29 @@ fn verify_inner<R: Read>(reader: R, pin: Option<[u8; 32]>) -> Result<Summary, Ve
     }
     sum.records = n;
     sum.last_hash = hex::encode(prev_hash);
-    if let Some(p) = pin
-        && sum.pinned_line.is_none()
-    {
-        return err(
-            n,
-            VerifyErrorKind::PinNotFound {
-                pin: hex::encode(p),
-            },
-        );
+    for (pin, at) in pins.iter().zip(&found) {
+        match (at, pin.line) {
+            (Some(l), _) => sum.pinned_lines.push(*l),
+            (None, Some(l)) => {
+                return err(
+                    l,
+                    VerifyErrorKind::PinBeyondEnd {
+                        pin: pin.to_string(),
+                        last: n,
+                    },
+                );
+            }
+            (None, None) => {
+                return err(
+                    n,
+                    VerifyErrorKind::PinNotFound {
+                        pin: pin.to_string(),
+                    },
+                );
+            }
+        }
     }
+    sum.pinned_line = sum.pinned_lines.iter().copied().max();
     Ok(sum)
 }
 

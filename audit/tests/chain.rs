@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use warden_audit::{
-    AuditError, ChainBreak, Record, VerifyErrorKind, append, append_to_file, event, verify,
-    verify_file, verify_pinned,
+    AuditError, ChainBreak, Pin, Record, VerifyErrorKind, append, append_to_file, event, verify,
+    verify_file, verify_file_pins, verify_pinned, verify_pins,
 };
 
 fn record(writer: &str, ev: &str, i: usize) -> Record {
@@ -341,6 +341,160 @@ fn pinning_catches_changes_at_the_end() {
     assert_eq!(later.records, 14);
 }
 
+/// What pins prove, and what they cannot: each claim of the README's "The audit log".
+#[test]
+fn pins_prove_up_to_the_latest_pinned_line_and_no_further() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    build_log(&path, 10);
+    let sum = verify_file(&path, None).unwrap();
+    assert_eq!(sum.records, 11);
+    assert_eq!(sum.anchor_node, "node-1");
+    assert_eq!(
+        sum.proven(),
+        None,
+        "no pin, nothing proven beyond the chain"
+    );
+    let anchor: Pin = format!("1:{}", sum.anchor_hash).parse().unwrap();
+    let last: Pin = format!("11:{}", sum.last_hash).parse().unwrap();
+    let last_any: Pin = sum.last_hash.parse().unwrap();
+    assert_eq!(last.to_string(), format!("11:{}", sum.last_hash));
+    assert_eq!(last_any.line, None);
+
+    let ok = verify_file_pins(&path, &[last, anchor]).unwrap();
+    assert_eq!(ok.pinned_lines, [11, 1]);
+    assert_eq!(ok.pinned_line, Some(11));
+    assert_eq!(ok.proven(), Some((11, 0)));
+    let orig = lines(&path);
+
+    // The last line deleted: the chain alone passes, the pin of that line fails, naming it.
+    let cut = join(&orig[..10]);
+    assert!(verify(&cut[..]).is_ok());
+    let e = verify_pins(&cut[..], &[last]).unwrap_err();
+    assert_eq!(e.line, 11, "{e}");
+    assert!(
+        matches!(e.kind, VerifyErrorKind::PinBeyondEnd { last: 10, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("ends at line 10"), "{e}");
+    let e = verify_pins(&cut[..], &[last_any]).unwrap_err();
+    assert!(matches!(e.kind, VerifyErrorKind::PinNotFound { .. }), "{e}");
+
+    // The last line replaced (with a correct prev): the same.
+    let mut replaced = orig.clone();
+    replaced[10] = String::from_utf8(replaced[10].clone())
+        .unwrap()
+        .replacen("\"c9\"", "\"c666\"", 1)
+        .into_bytes();
+    let replaced = join(&replaced);
+    assert!(verify(&replaced[..]).is_ok());
+    let e = verify_pins(&replaced[..], &[last]).unwrap_err();
+    assert_eq!(e.line, 11, "{e}");
+    assert!(matches!(e.kind, VerifyErrorKind::PinMismatch { .. }), "{e}");
+
+    // Rewritten from scratch (a new anchor, a new chain): passes, but not the anchor pin.
+    let fresh = dir.path().join("fresh.jsonl");
+    let mut a = record("shim", event::CREATE, 0);
+    a.time = "2020-01-01T00:00:00.000000Z".into();
+    append(&fresh, &mut a).unwrap();
+    build_log(&fresh, 9);
+    std::fs::rename(&fresh, &path).unwrap();
+    assert_eq!(verify_file(&path, None).unwrap().records, 11);
+    let e = verify_file_pins(&path, &[anchor]).unwrap_err();
+    assert_eq!(e.line, 1, "{e}");
+    assert!(e.to_string().contains("rewritten from scratch"), "{e}");
+
+    // Rewritten after a kept anchor: the anchor pin passes and proves only line 1.
+    let mut kept = vec![orig[0].clone()];
+    let tail = dir.path().join("tail.jsonl");
+    build_log(&tail, 10);
+    let tail_lines = lines(&tail);
+    let mut chain = warden_audit::Chain::after_line(&orig[0]);
+    for l in &tail_lines[1..] {
+        let mut r: Record = serde_json::from_slice(l).unwrap();
+        let mut out = Vec::new();
+        chain.encode_into(&mut r, &mut out).unwrap();
+        out.pop();
+        kept.push(out);
+    }
+    let kept = join(&kept);
+    let s = verify_pins(&kept[..], &[anchor]).unwrap();
+    assert_eq!(s.proven(), Some((1, 10)));
+
+    // A forged line appended with a correct prev: passes even with the pin, and is
+    // reported as not proven by it.
+    std::fs::write(&path, join(&orig)).unwrap();
+    let mut forged = record("shim", event::EXIT, 77);
+    forged.reason = Some("nothing happened here".into());
+    append(&path, &mut forged).unwrap();
+    let s = verify_file_pins(&path, &[anchor, last]).unwrap();
+    assert_eq!(s.proven(), Some((11, 1)));
+    // The hash-only form finds the line wherever it is.
+    let s = verify_file_pins(&path, &[last_any]).unwrap();
+    assert_eq!(s.pinned_line, Some(11));
+}
+
+#[test]
+fn pins_parse_strictly() {
+    let h = "ab".repeat(32);
+    assert_eq!(h.parse::<Pin>().unwrap().line, None);
+    assert_eq!(format!("42:{h}").parse::<Pin>().unwrap().line, Some(42));
+    assert_eq!(
+        h.to_uppercase().parse::<Pin>().unwrap(),
+        h.parse::<Pin>().unwrap()
+    );
+    for bad in [
+        String::new(),
+        "ab".repeat(31),
+        "zz".repeat(32),
+        format!("0:{h}"),
+        format!("+1:{h}"),
+        format!("x:{h}"),
+        format!(":{h}"),
+        format!("1:{h}:"),
+        format!("1:{h}0"),
+    ] {
+        let e = bad.parse::<Pin>().unwrap_err();
+        assert!(e.to_string().contains("LINE:HASH"), "{e}");
+    }
+    // verify_pinned takes either form.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    build_log(&path, 2);
+    let sum = verify_file(&path, None).unwrap();
+    let data = std::fs::read(&path).unwrap();
+    assert_eq!(
+        verify_pinned(&data[..], &format!("3:{}", sum.last_hash))
+            .unwrap()
+            .pinned_line,
+        Some(3)
+    );
+    let e = verify_pinned(&data[..], &format!("2:{}", sum.last_hash)).unwrap_err();
+    assert_eq!(e.line, 2);
+    let e = verify_pinned(&data[..], "\u{1b}[31m").unwrap_err();
+    assert!(!e.to_string().contains('\u{1b}'), "{e}");
+}
+
+/// Text from the log reaches an error message escaped.
+#[test]
+fn errors_escape_what_the_log_says() {
+    let data = format!(
+        "{{\"event\":\"\\u001b]0;owned\\u0007\u{202e}\",\"prev\":\"{}\"}}\n",
+        "0".repeat(64)
+    );
+    let e = verify(data.as_bytes()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e.kind, VerifyErrorKind::AnchorMissing { .. }),
+        "{msg}"
+    );
+    assert!(msg.contains("'\\x1b]0;owned\\x07\\u{202e}'"), "{msg}");
+    assert!(
+        !msg.chars().any(warden_audit::is_unsafe_for_terminal),
+        "{msg}"
+    );
+}
+
 #[test]
 fn torn_write_is_not_glued_onto() {
     let dir = tempfile::tempdir().unwrap();
@@ -416,11 +570,19 @@ fn append_to_an_open_descriptor() {
 
 #[test]
 fn disk_full_is_reported_as_such() {
-    let e = append("/dev/full", &mut record("shim", event::CREATE, 0)).unwrap_err();
+    // `append` by path refuses /dev/full (not a regular file); a descriptor handed over is
+    // the caller's to vouch for, so it reaches the write and its ENOSPC.
+    let full = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open("/dev/full")
+        .unwrap();
+    let e = append_to_file(&full, &mut record("shim", event::CREATE, 0)).unwrap_err();
     assert!(matches!(e, AuditError::Full { .. }), "{e:?}");
-    assert_eq!(
-        e.to_string(),
-        "audit log /dev/full: cannot write: no space left on device"
+    assert!(
+        e.to_string()
+            .ends_with("(/dev/full): cannot write: no space left on device"),
+        "{e}"
     );
 }
 

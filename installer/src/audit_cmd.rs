@@ -1,28 +1,52 @@
-//! `warden audit ...`: verify the audit log's chain and show its records.
+//! `warden audit ...`: verify the audit log's chain, print what to pin, show its records.
+//!
+//! Everything a record says (pod names, images, reasons, paths, rule names) is written by
+//! pod authors, so it reaches the terminal escaped: tables and messages through
+//! [`escape_for_terminal`], JSON through [`escape_json_for_terminal`] (same JSON value).
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, FixedOffset};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use warden_audit::{DEFAULT_AUDIT_LOG, Record, Summary, verify_file};
+use warden_audit::{
+    DEFAULT_AUDIT_LOG, Pin, Record, Summary, VerifyError, escape_for_terminal,
+    escape_json_for_terminal, verify_file_pins,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify the log's hash chain: every line carries the SHA-256 of the line before.
     ///
-    /// Exits 0 and prints a summary (records, writers, time span, and the last line's
-    /// hash, which an auditor can write down and later check with --pin). Exits 1 naming
-    /// the first bad line and why: not JSON, missing prev, chain broken (edited, removed
-    /// or reordered lines), truncated last line, or missing anchor.
+    /// Catches a line edited, removed from the start or the middle, inserted or reordered,
+    /// a torn (cut-off) line, and a missing anchor: exits 1 naming the first bad line and
+    /// why. Exits 0 with a summary otherwise.
+    ///
+    /// What the chain alone cannot catch, because whoever can write the file (root on the
+    /// node) can redo the hashes: the last line deleted or replaced, lines cut from the end,
+    /// forged lines appended with a correct prev, the whole log rewritten from scratch. For
+    /// those, keep the output of `warden audit head` off the node and pass it back with
+    /// --pin: a pinned line proves itself and every line before it; pinning the anchor
+    /// (line 1) proves the log was not rewritten from scratch. No pin proves lines written
+    /// after it: they are reported as not proven, and a forged append passes even with a
+    /// pin.
     Verify(VerifyArgs),
+    /// Verify the log and print the pins to keep off the node.
+    ///
+    /// Prints the last line's number, hash and time, the anchor's hash and node, and the
+    /// `warden audit verify --pin ...` command that checks them later. Store the printed pins somewhere the node cannot write (a ticket, a git repository,
+    /// another machine) and pass them later to `warden audit verify --pin`. Exits 1 (and
+    /// prints no pins) if the log does not verify.
+    Head(HeadArgs),
     /// Show records as an aligned table (or JSON), optionally filtered.
     ///
-    /// Does not verify the chain; run `warden audit verify` for that.
+    /// Does not verify the chain; run `warden audit verify` for that. Control characters
+    /// and bidi overrides in a record are shown escaped (`\x1b`, `\u{202e}`); JSON output
+    /// escapes them as JSON `\uXXXX`, which parses to the same value.
     Show(ShowArgs),
 }
 
@@ -31,10 +55,24 @@ pub struct VerifyArgs {
     /// Audit log to verify.
     #[arg(long, short = 'f', value_name = "FILE", env = "WARDEN_AUDIT_LOG", default_value = DEFAULT_AUDIT_LOG)]
     pub file: PathBuf,
-    /// Also require a line with this SHA-256 (hex), as printed earlier as "last hash":
-    /// proves that line is still in the log, unchanged, and nothing was cut before it.
-    #[arg(long, value_name = "HASH", value_parser = parse_hash)]
-    pub pin: Option<String>,
+    /// A line the log must still hold, as kept from `warden audit head`: LINE:HASH (that
+    /// line must have that SHA-256) or HASH (some line must). Repeat for several pins.
+    ///
+    /// Proves the pinned line and every line before it unchanged; lines after the latest
+    /// pin are reported as not proven. Pinning the anchor (1:HASH) proves the log was not
+    /// rewritten from scratch.
+    #[arg(long, value_name = "PIN")]
+    pub pin: Vec<Pin>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = VerifyFormat::Text)]
+    pub output: VerifyFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct HeadArgs {
+    /// Audit log to read.
+    #[arg(long, short = 'f', value_name = "FILE", env = "WARDEN_AUDIT_LOG", default_value = DEFAULT_AUDIT_LOG)]
+    pub file: PathBuf,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = VerifyFormat::Text)]
     pub output: VerifyFormat,
@@ -83,14 +121,6 @@ pub enum ShowFormat {
     Json,
 }
 
-fn parse_hash(s: &str) -> std::result::Result<String, String> {
-    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(s.to_ascii_lowercase())
-    } else {
-        Err(format!("{s:?} is not a SHA-256 hash (64 hex digits)"))
-    }
-}
-
 fn parse_time(s: &str) -> std::result::Result<DateTime<FixedOffset>, String> {
     DateTime::parse_from_rfc3339(s)
         .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-11-25T01:45:00Z: {e}"))
@@ -98,57 +128,173 @@ fn parse_time(s: &str) -> std::result::Result<DateTime<FixedOffset>, String> {
 
 impl AuditCommand {
     /// Runs the command, writing its report to `out`; returns the process exit status.
+    /// An error's message is escaped for the terminal (it may name paths and log content).
     pub fn run(&self, out: &mut dyn Write) -> Result<u8> {
-        match self {
+        let result = match self {
             AuditCommand::Verify(args) => verify(args, out),
+            AuditCommand::Head(args) => head(args, out),
             AuditCommand::Show(args) => show(args, out),
+        };
+        result.map_err(|e| anyhow!("{}", escape_for_terminal(&format!("{e:#}"))))
+    }
+}
+
+/// A path as shown on the terminal.
+fn shown(path: &Path) -> String {
+    escape_for_terminal(&path.display().to_string()).into_owned()
+}
+
+/// Writes a JSON document, escaped for the terminal.
+fn write_json(out: &mut dyn Write, doc: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(doc)?;
+    writeln!(out, "{}", escape_json_for_terminal(&text))?;
+    Ok(())
+}
+
+/// The verdict on a log that does not verify (exit 1), or the error for one that could not
+/// be read at all.
+fn failed(file: &Path, output: VerifyFormat, e: VerifyError, out: &mut dyn Write) -> Result<u8> {
+    let shown_file = shown(file);
+    if e.line == 0 || matches!(e.kind, warden_audit::VerifyErrorKind::Io(_)) {
+        // Not a verdict on the content: the log could not be read at all.
+        return Err(anyhow::Error::new(e).context(format!("reading the audit log {shown_file}")));
+    }
+    let reason = escape_for_terminal(&e.kind.to_string()).into_owned();
+    match output {
+        VerifyFormat::Json => write_json(
+            out,
+            &json!({
+                "file": file.display().to_string(),
+                "ok": false,
+                "line": e.line,
+                "error": reason,
+            }),
+        )?,
+        VerifyFormat::Text => {
+            writeln!(out, "audit log {shown_file}: FAILED")?;
+            writeln!(out, "  line {}: {reason}", e.line)?;
         }
     }
+    eprintln!(
+        "error: audit log {shown_file} does not verify: line {}: {reason}",
+        e.line
+    );
+    Ok(1)
 }
 
 /// `warden audit verify`.
 pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<u8> {
-    let file = args.file.display().to_string();
-    match verify_file(&args.file, args.pin.as_deref()) {
-        Ok(sum) => {
-            match args.output {
-                VerifyFormat::Json => {
-                    let mut doc = serde_json::to_value(&sum)?;
-                    doc["file"] = json!(file);
-                    doc["ok"] = json!(true);
-                    doc["span_seconds"] = json!(span(&sum).map(|d| d.num_seconds()));
-                    writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-                }
-                VerifyFormat::Text => write_summary(out, &file, &sum)?,
-            }
-            Ok(0)
+    let sum = match verify_file_pins(&args.file, &args.pin) {
+        Ok(sum) => sum,
+        Err(e) => return failed(&args.file, args.output, e, out),
+    };
+    match args.output {
+        VerifyFormat::Json => {
+            let mut doc = serde_json::to_value(&sum)?;
+            doc["file"] = json!(args.file.display().to_string());
+            doc["ok"] = json!(true);
+            doc["span_seconds"] = json!(span(&sum).map(|d| d.num_seconds()));
+            let (proven, unproven) = match sum.proven() {
+                Some((p, u)) => (json!(p), json!(u)),
+                None => (json!(null), json!(null)),
+            };
+            doc["proven_records"] = proven;
+            doc["unproven_records"] = unproven;
+            write_json(out, &doc)?;
         }
-        Err(e) if e.line == 0 || matches!(e.kind, warden_audit::VerifyErrorKind::Io(_)) => {
-            // Not a verdict on the content: the log could not be read at all.
-            Err(anyhow::Error::new(e).context(format!("reading the audit log {file}")))
+        VerifyFormat::Text => write_summary(out, &shown(&args.file), &sum)?,
+    }
+    Ok(0)
+}
+
+/// What `--pin` proved, in one sentence.
+fn proven_sentence(sum: &Summary) -> String {
+    match sum.proven() {
+        None => "chain only (no --pin): a log whose last line was deleted or replaced, with \
+                 forged lines appended, or rewritten from scratch would pass too; keep \
+                 `warden audit head` off the node and verify with --pin"
+            .to_owned(),
+        Some((p, 0)) => format!(
+            "{p} record{} proven up to the pinned line {p}, the last line",
+            plural(p)
+        ),
+        Some((p, u)) => format!(
+            "{p} record{} proven up to the pinned line {p}; {u} record{} after it {} not proven by any pin (a node root could have written them)",
+            plural(p),
+            plural(u),
+            if u == 1 { "is" } else { "are" }
+        ),
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `warden audit head`.
+pub fn head(args: &HeadArgs, out: &mut dyn Write) -> Result<u8> {
+    let sum = match verify_file_pins(&args.file, &[]) {
+        Ok(sum) => sum,
+        Err(e) => return failed(&args.file, args.output, e, out),
+    };
+    let anchor_pin = format!("1:{}", sum.anchor_hash);
+    let last_pin = format!("{}:{}", sum.records, sum.last_hash);
+    match args.output {
+        VerifyFormat::Json => write_json(
+            out,
+            &json!({
+                "file": args.file.display().to_string(),
+                "ok": true,
+                "last_line": sum.records,
+                "last_hash": sum.last_hash,
+                "last_time": sum.last_time,
+                "anchor_hash": sum.anchor_hash,
+                "anchor_node": sum.anchor_node,
+                "anchor_time": sum.first_time,
+                "pins": [anchor_pin, last_pin],
+            }),
+        )?,
+        VerifyFormat::Text => {
+            let file = shown(&args.file);
+            let esc = |s: &str| escape_for_terminal(s).into_owned();
+            writeln!(out, "audit log {file}: OK")?;
+            writeln!(out, "  last line:   {}", sum.records)?;
+            writeln!(out, "  last hash:   {}", sum.last_hash)?;
+            writeln!(
+                out,
+                "  last time:   {}",
+                esc(sum.last_time.as_deref().unwrap_or("-"))
+            )?;
+            writeln!(out, "  anchor hash: {}", sum.anchor_hash)?;
+            writeln!(out, "  anchor node: {}", esc(&sum.anchor_node))?;
+            writeln!(
+                out,
+                "  anchor time: {}",
+                esc(sum.first_time.as_deref().unwrap_or("-"))
+            )?;
+            writeln!(
+                out,
+                "Keep these pins off this node, then check the log against them later:"
+            )?;
+            writeln!(
+                out,
+                "  warden audit verify --file {} --pin {anchor_pin} --pin {last_pin}",
+                shell_word(&file)
+            )?;
         }
-        Err(e) => {
-            match args.output {
-                VerifyFormat::Json => {
-                    let doc = json!({
-                        "file": file,
-                        "ok": false,
-                        "line": e.line,
-                        "error": e.kind.to_string(),
-                    });
-                    writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-                }
-                VerifyFormat::Text => {
-                    writeln!(out, "audit log {file}: FAILED")?;
-                    writeln!(out, "  line {}: {}", e.line, e.kind)?;
-                }
-            }
-            eprintln!(
-                "error: audit log {file} does not verify: line {}: {}",
-                e.line, e.kind
-            );
-            Ok(1)
-        }
+    }
+    Ok(0)
+}
+
+/// `s` as one shell word: as it is when it is plainly safe, else single-quoted.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@%".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -161,36 +307,50 @@ fn span(sum: &Summary) -> Option<chrono::TimeDelta> {
 fn write_summary(out: &mut dyn Write, file: &str, sum: &Summary) -> Result<()> {
     let counts = |m: &BTreeMap<String, u64>| {
         m.iter()
-            .map(|(k, v)| format!("{} {v}", if k.is_empty() { "(none)" } else { k }))
+            .map(|(k, v)| {
+                if k.is_empty() {
+                    format!("(none) {v}")
+                } else {
+                    format!("{} {v}", escape_for_terminal(k))
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let esc = |s: Option<&str>| escape_for_terminal(s.unwrap_or("-")).into_owned();
     writeln!(out, "audit log {file}: OK")?;
     writeln!(out, "  records:   {} ({} bytes)", sum.records, sum.bytes)?;
     writeln!(
         out,
         "  nodes:     {}",
-        sum.nodes.iter().cloned().collect::<Vec<_>>().join(", ")
+        sum.nodes
+            .iter()
+            .map(|n| escape_for_terminal(n))
+            .collect::<Vec<_>>()
+            .join(", ")
     )?;
     writeln!(out, "  writers:   {}", counts(&sum.writers))?;
     writeln!(out, "  events:    {}", counts(&sum.events))?;
-    writeln!(
-        out,
-        "  from:      {}",
-        sum.first_time.as_deref().unwrap_or("-")
-    )?;
+    writeln!(out, "  from:      {}", esc(sum.first_time.as_deref()))?;
     writeln!(
         out,
         "  to:        {}{}",
-        sum.last_time.as_deref().unwrap_or("-"),
+        esc(sum.last_time.as_deref()),
         span(sum)
             .map(|d| format!(" ({})", human_span(d)))
             .unwrap_or_default()
     )?;
+    writeln!(out, "  anchor:    {}", sum.anchor_hash)?;
     writeln!(out, "  last hash: {}", sum.last_hash)?;
-    if let Some(line) = sum.pinned_line {
-        writeln!(out, "  pinned:    found at line {line}")?;
+    if !sum.pinned_lines.is_empty() {
+        let lines: Vec<String> = sum
+            .pinned_lines
+            .iter()
+            .map(|l| format!("line {l}"))
+            .collect();
+        writeln!(out, "  pins:      found at {}", lines.join(", "))?;
     }
+    writeln!(out, "  proven:    {}", proven_sentence(sum))?;
     Ok(())
 }
 
@@ -262,7 +422,7 @@ pub fn show(args: &ShowArgs, out: &mut dyn Write) -> Result<u8> {
         bail!("--since {s} is after --until {u}");
     }
     let file = File::open(&args.file)
-        .with_context(|| format!("opening the audit log {}", args.file.display()))?;
+        .with_context(|| format!("opening the audit log {}", shown(&args.file)))?;
     let reader = BufReader::with_capacity(1 << 20, file);
     let mut rows: Vec<[String; COLUMNS]> = Vec::new();
     let mut first_json = true;
@@ -271,13 +431,12 @@ pub fn show(args: &ShowArgs, out: &mut dyn Write) -> Result<u8> {
         write!(out, "[")?;
     }
     for (i, line) in reader.split(b'\n').enumerate() {
-        let line =
-            line.with_context(|| format!("reading the audit log {}", args.file.display()))?;
+        let line = line.with_context(|| format!("reading the audit log {}", shown(&args.file)))?;
         let Ok(rec) = serde_json::from_slice::<Record>(&line) else {
             skipped += 1;
             eprintln!(
                 "warning: {}:{}: not an audit record, skipped (run `warden audit verify`)",
-                args.file.display(),
+                shown(&args.file),
                 i + 1
             );
             continue;
@@ -287,9 +446,12 @@ pub fn show(args: &ShowArgs, out: &mut dyn Write) -> Result<u8> {
         }
         match args.output {
             ShowFormat::Json => {
-                // The line exactly as written (all fields, `prev` included), not a re-encoding.
+                // The line as written (all fields, `prev` included), not a re-encoding; only
+                // DEL, C1 and bidi controls inside strings become \uXXXX escapes, which
+                // parse to the same value. A line that parsed is UTF-8.
                 out.write_all(if first_json { b"\n  " } else { b",\n  " })?;
-                out.write_all(&line)?;
+                let text = String::from_utf8_lossy(&line);
+                out.write_all(escape_json_for_terminal(&text).as_bytes())?;
                 first_json = false;
             }
             ShowFormat::Table => rows.push(row(&rec)),
@@ -322,6 +484,7 @@ fn row(r: &Record) -> [String; COLUMNS] {
             .map(short_id)
             .unwrap_or_else(|| "-".into()),
     };
+    // Every cell from the record, escaped before the widths are measured.
     [
         r.time.clone(),
         r.event.clone(),
@@ -332,6 +495,10 @@ fn row(r: &Record) -> [String; COLUMNS] {
         dash(&r.decision),
         detail(r),
     ]
+    .map(|cell| match escape_for_terminal(&cell) {
+        std::borrow::Cow::Borrowed(_) => cell,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    })
 }
 
 fn short_id(id: &str) -> String {
@@ -341,7 +508,9 @@ fn short_id(id: &str) -> String {
 /// `sha256:4b1c0a2e9f3d…` (12 hex digits are plenty to tell digests apart by eye).
 fn short_digest(d: &str) -> String {
     match d.split_once(':') {
-        Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}…", &hex[..12]),
+        Some((alg, hex)) if hex.chars().count() > 12 => {
+            format!("{alg}:{}…", hex.chars().take(12).collect::<String>())
+        }
         _ => d.to_owned(),
     }
 }
@@ -353,7 +522,7 @@ fn detail(r: &Record) -> String {
         parts.push(format!("rule={rule}"));
     }
     if let Some(reason) = &r.reason {
-        parts.push(reason.replace('\n', " "));
+        parts.push(reason.clone());
     }
     if let Some(c) = r.exit_code {
         parts.push(format!("exit={c}"));
@@ -622,7 +791,7 @@ mod tests {
         let path = log(dir.path());
         let args = VerifyArgs {
             file: path.clone(),
-            pin: None,
+            pin: vec![],
             output: VerifyFormat::Text,
         };
         let mut out = Vec::new();
@@ -655,11 +824,83 @@ mod tests {
 
         let missing = VerifyArgs {
             file: dir.path().join("nope"),
-            pin: None,
+            pin: vec![],
             output: VerifyFormat::Text,
         };
         let err = verify(&missing, &mut Vec::new()).unwrap_err();
         assert!(format!("{err:#}").contains("nope"), "{err:#}");
+    }
+
+    #[test]
+    fn show_escapes_what_pods_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut r = Record {
+            time: "2026-11-25T01:00:00.000000Z".into(),
+            node: "n1".into(),
+            writer: "shim".into(),
+            event: event::DENY.into(),
+            pod_namespace: Some("evil\u{202e}gnp.exe".into()),
+            pod_name: Some("\x1b]0;owned\x07".into()),
+            image: Some("reg/x:1\x1b[2J".into()),
+            rule: Some("rule\u{9b}31m".into()),
+            reason: Some("line one\nline two\x7f".into()),
+            file: Some("/tmp/\u{2066}x".into()),
+            module_digest: Some("sha256:ééééééééééééééééé".into()),
+            ..Record::default()
+        };
+        append(&path, &mut r).unwrap();
+        let mut out = Vec::new();
+        show(&show_args(path.clone()), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && warden_audit::is_unsafe_for_terminal(c)),
+            "{text:?}"
+        );
+        assert_eq!(text.lines().count(), 3, "{text}");
+        for want in [
+            "evil\\u{202e}gnp.exe/\\x1b]0;owned\\x07",
+            "reg/x:1\\x1b[2J",
+            "rule=rule\\u{9b}31m",
+            "line one\\nline two\\x7f",
+            "/tmp/\\u{2066}x",
+            "module=sha256:éééééééééééé…",
+        ] {
+            assert!(text.contains(want), "{want}\n{text}");
+        }
+
+        let mut out = Vec::new();
+        show(
+            &ShowArgs {
+                output: ShowFormat::Json,
+                ..show_args(path)
+            },
+            &mut out,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && warden_audit::is_unsafe_for_terminal(c)),
+            "{text:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v[1]["pod_namespace"], "evil\u{202e}gnp.exe");
+        assert_eq!(v[1]["rule"], "rule\u{9b}31m");
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(
+            shell_word("/var/log/warden/audit.jsonl"),
+            "/var/log/warden/audit.jsonl"
+        );
+        assert_eq!(shell_word("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(shell_word("/tmp/it's"), "'/tmp/it'\\''s'");
+        assert_eq!(shell_word(""), "''");
     }
 
     #[test]

@@ -62,7 +62,12 @@ enum Command {
     /// registered as wanted, and containerd: it knows the handler and accepts a pod with
     /// it. Exits 1 naming what is wrong.
     Verify(VerifyArgs),
-    /// Verify and read the tamper-evident audit log.
+    /// Verify, pin and read the tamper-evident audit log.
+    ///
+    /// `verify` catches edits, removals from the start or middle, reorders and torn lines;
+    /// only a pin kept off the node (`head`, then `verify --pin`) catches a deleted or
+    /// replaced last line or a log rewritten from scratch, and nothing catches lines
+    /// appended after the latest pin by someone who can write the file.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Check the node policy and what it grants.
