@@ -85,6 +85,12 @@ pub struct Record {
     pub exit_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Exit records: how the run ended, as the runner reported it: `guest_exit` (the code is
+    /// the guest's own choice, whatever its value), `trap`, `limit`, `setup`, `refused`; or,
+    /// from the process status alone, `killed` (a signal) or `unreported` (the runner ended
+    /// without saying how).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
     /// Installer records: the file changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,

@@ -527,6 +527,9 @@ fn detail(r: &Record) -> String {
     if let Some(c) = r.exit_code {
         parts.push(format!("exit={c}"));
     }
+    if let Some(e) = &r.ended {
+        parts.push(format!("ended={e}"));
+    }
     if let Some(d) = r.duration_ms {
         parts.push(format!("{d}ms"));
     }

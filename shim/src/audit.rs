@@ -1,9 +1,8 @@
 //! The shim's audit records: who ran what, from which bytes, with which rights, and how it
-//! ended. Host-side events (create, deny, start, exit, delete) are appended by path; run-time
-//! denials and limits are appended from inside the container through a descriptor the shim
-//! opened on the host, which the guest has no way to reach.
-
-use std::fs::File;
+//! ended. Every record is appended by the shim on the host side: lifecycle events (create,
+//! deny, start, exit, delete) directly, run-time refusals and limits from the reports the
+//! container's runner sends over its pipe (see [`crate::report`]). The container process
+//! never holds the log.
 
 use serde::{Deserialize, Serialize};
 use warden_audit::{AuditError, Record, event, writer};
@@ -61,14 +60,6 @@ impl Context {
         r.rule = rule.map(str::to_string);
         r.reason = reason;
         r
-    }
-}
-
-/// Appends from inside the container, through the host-opened descriptor. A failure can
-/// only be logged: the run already started, and its exit is audited by the host side.
-pub fn append_from_container(log: &File, mut rec: Record) {
-    if let Err(e) = warden_audit::append_to_file(log, &mut rec) {
-        log::error!("cannot append to the audit log: {e}");
     }
 }
 

@@ -53,6 +53,7 @@ impl Cache {
                 meta.mode() & 0o7777
             );
         }
+        check_ancestors(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -73,12 +74,32 @@ impl Cache {
         compat: &str,
     ) -> Result<(File, Outcome)> {
         let path = self.path_for(digest_hex, compat);
-        if let Ok(file) = File::open(&path) {
+        let hit = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+            .and_then(|f| {
+                if f.metadata()?.is_file() {
+                    Ok(f)
+                } else {
+                    Err(std::io::Error::other("not a regular file"))
+                }
+            });
+        if let Ok(file) = hit {
             // Mark as recently used for eviction; failure to do so only affects eviction order.
             let _ = file.set_modified(SystemTime::now());
             return Ok((file, Outcome::Hit));
         }
         let artifact = compile(engine, kind, bytes)?;
+        if artifact.len() as u64 > self.max_bytes {
+            log::warn!(
+                "compiled artifact of {} bytes is larger than the compile cache bound ({} \
+                 bytes); not cached",
+                artifact.len(),
+                self.max_bytes
+            );
+            return Ok((anonymous_file(&artifact)?, Outcome::Uncached));
+        }
         let tmp = self.dir.join(format!(
             ".{digest_hex}.{}.{}.tmp",
             std::process::id(),
@@ -118,10 +139,22 @@ impl Cache {
             let e = e?;
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if !name.ends_with(SUFFIX) {
+            let meta = e.metadata()?;
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let age = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .unwrap_or_default();
+                if age > STALE_TEMP {
+                    fs::remove_file(e.path())?;
+                    log::info!("compile cache: removed stale temp file {name}");
+                }
                 continue;
             }
-            let meta = e.metadata()?;
+            if !name.ends_with(SUFFIX) || !meta.is_file() {
+                continue;
+            }
             total += meta.len();
             entries.push((
                 meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -148,6 +181,29 @@ impl Cache {
     }
 }
 
+/// Every directory above the cache must be owned by root (or the shim's user) and not
+/// writable by others, unless it is sticky (like `/tmp`): otherwise another user could
+/// rename the cache directory away and put their own in its place.
+fn check_ancestors(dir: &Path) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    let dir = fs::canonicalize(dir)?;
+    for a in dir.ancestors().skip(1) {
+        let meta = fs::metadata(a)?;
+        let sticky = meta.mode() & 0o1000 != 0;
+        if (meta.uid() != 0 && meta.uid() != me) || (meta.mode() & 0o002 != 0 && !sticky) {
+            bail!(
+                "compile cache {}: its parent {} can be changed by others (owner uid {}, \
+                 mode {:o}); the cache must live under directories only root can change",
+                dir.display(),
+                a.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Compiles a module or component to wasmtime's artifact format.
 pub fn compile(engine: &Engine, kind: Kind, bytes: &[u8]) -> Result<Vec<u8>> {
     match kind {
@@ -168,6 +224,38 @@ pub fn anonymous_file(bytes: &[u8]) -> Result<File> {
     f.write_all(bytes)?;
     Ok(f)
 }
+
+/// A sealed in-memory copy of `artifact`: what the container process gets instead of the
+/// cache file. Sealed against writes, growing, shrinking and further sealing, it cannot be
+/// changed by anyone, and it leads nowhere: the runner never holds a descriptor of the cache,
+/// so it cannot reopen an entry for writing and poison what other containers load.
+pub fn sealed_copy(artifact: &mut File) -> Result<File> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MemFdCreateFlag, memfd_create};
+    use std::io::{Seek, SeekFrom};
+    let fd = memfd_create(
+        c"warden-artifact",
+        MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+    )?;
+    let mut copy = File::from(fd);
+    artifact.seek(SeekFrom::Start(0))?;
+    std::io::copy(artifact, &mut copy)?;
+    copy.seek(SeekFrom::Start(0))?;
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&copy),
+        FcntlArg::F_ADD_SEALS(seals),
+    )
+    .context("sealing the artifact copy")?;
+    Ok(copy)
+}
+
+/// Temp files older than this in the cache directory are left over from a compile that was
+/// killed, and are removed by the next eviction.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn nanos() -> u128 {
     SystemTime::now()
@@ -230,6 +318,51 @@ mod tests {
         assert!(!cache.path_for("a", &compat).exists());
         assert!(cache.path_for("b", &compat).exists());
         assert!(cache.path_for("c", &compat).exists());
+    }
+
+    #[test]
+    fn the_runner_gets_a_sealed_copy() {
+        let mut src = anonymous_file(b"artifact bytes").unwrap();
+        let mut copy = sealed_copy(&mut src).unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut copy, &mut s).unwrap();
+        assert_eq!(s, "artifact bytes");
+        assert!(
+            copy.write_all(b"x").is_err(),
+            "a sealed copy cannot be written"
+        );
+        assert!(copy.set_len(0).is_err(), "nor shrunk");
+    }
+
+    #[test]
+    fn an_artifact_larger_than_the_bound_is_not_kept_and_stale_temps_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine::new_engine().unwrap();
+        let compat = engine::compat_key(&engine);
+        let cache = Cache::open(dir.path(), 10).unwrap();
+        let (_, o) = cache
+            .get_or_compile(&engine, Kind::Module, &module(), "big", &compat)
+            .unwrap();
+        assert_eq!(o, Outcome::Uncached);
+        assert!(!cache.path_for("big", &compat).exists());
+        // A temp file left by a killed compile, old enough to be stale, and a fresh one.
+        let stale = dir.path().join(".old.1.2.tmp");
+        let fresh = dir.path().join(".new.1.2.tmp");
+        fs::write(&stale, b"x").unwrap();
+        fs::write(&fresh, b"x").unwrap();
+        let old = SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let big = Cache::open(dir.path(), 1 << 30).unwrap();
+        big.get_or_compile(&engine, Kind::Module, &module(), "ok", &compat)
+            .unwrap();
+        big.evict(&big.path_for("ok", &compat)).unwrap();
+        assert!(!stale.exists());
+        assert!(fresh.exists());
     }
 
     #[test]

@@ -41,9 +41,62 @@ pub struct Compiled {
 /// Runs [`compile_here`] in a fresh child of the zygote, which exits afterwards.
 pub fn compile_in_child(req: Request) -> anyhow::Result<Compiled> {
     let child = Zygote::global().spawn();
-    let result = child.run(compile_here, req);
+    let result = child
+        .try_run(
+            |req| {
+                bound_compile();
+                compile_here(req)
+            },
+            req,
+        )
+        .unwrap_or_else(|e| {
+            Err(format!(
+                "the compile did not finish ({e}); a compile may use {COMPILE_CPU_SECONDS}s \
+                 of CPU and {} MiB of memory",
+                COMPILE_MAX_DATA_BYTES >> 20
+            ))
+        });
     drop(child);
     result.map_err(anyhow::Error::msg)
+}
+
+/// CPU time a compile may take before the kernel stops the child (SIGXCPU, then SIGKILL).
+pub const COMPILE_CPU_SECONDS: u64 = 120;
+/// Memory (`RLIMIT_DATA`: heap and private mappings) a compile may use.
+pub const COMPILE_MAX_DATA_BYTES: u64 = 4 << 30;
+/// Compiler threads: a compile never takes more than this many cores from the node's pods.
+pub const COMPILE_THREADS: usize = 2;
+
+/// Bounds this process (the short-lived compile child) before it compiles anything a pod
+/// author wrote: CPU time, data memory, and the number of compiler threads.
+fn bound_compile() {
+    let set = |res, soft: u64, hard: u64| {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads one rlimit struct.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            log::warn!(
+                "cannot bound the compile ({res}): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    };
+    set(
+        libc::RLIMIT_CPU,
+        COMPILE_CPU_SECONDS,
+        COMPILE_CPU_SECONDS + 5,
+    );
+    set(
+        libc::RLIMIT_DATA,
+        COMPILE_MAX_DATA_BYTES,
+        COMPILE_MAX_DATA_BYTES,
+    );
+    // wasmtime compiles functions in parallel on rayon's global pool, which sizes itself from
+    // this variable when it is first used. The child is single-threaded until then.
+    // SAFETY: no other thread reads the environment in this freshly forked child.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", COMPILE_THREADS.to_string()) };
 }
 
 /// Looks the module up in the cache, compiling and storing it on a miss.
@@ -78,6 +131,9 @@ pub fn compile_here(req: Request) -> Result<Compiled, String> {
             (file, Outcome::Uncached)
         }
     };
+    // The container gets a sealed copy, never the cache file itself.
+    let mut artifact = artifact;
+    let artifact = cache::sealed_copy(&mut artifact).map_err(|e| format!("{e:#}"))?;
     Ok(Compiled {
         artifact: WireFd::new(artifact),
         outcome,

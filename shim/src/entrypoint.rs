@@ -8,10 +8,12 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+use crate::safe_open::{self, OpenError, Symlinks};
 
 /// Modules larger than this are refused rather than read into memory.
 pub const MAX_MODULE_BYTES: u64 = 512 << 20;
@@ -82,8 +84,9 @@ pub struct Entrypoint {
 }
 
 /// Resolves `arg0` like the container's init would (absolute, relative to `cwd`, or searched in
-/// the spec's `PATH`) and reads it from `rootfs`. Native files are only read far enough to
-/// classify them.
+/// the spec's `PATH`) and reads it from `rootfs`. Symlinks are followed inside the rootfs
+/// only; a FIFO, device or socket is refused by its type without being opened, so it cannot
+/// hang the create. Native files are only read far enough to classify them.
 pub fn read(rootfs: &Path, arg0: &str, cwd: &str, env: &[String]) -> Result<Entrypoint> {
     if arg0.is_empty() {
         bail!("the container has no entrypoint (process.args is empty)");
@@ -93,9 +96,13 @@ pub fn read(rootfs: &Path, arg0: &str, cwd: &str, env: &[String]) -> Result<Entr
     let candidates = candidates(arg0, cwd, env);
     let mut last_err = None;
     for path in &candidates {
-        match open_in_root(&root, path) {
+        match safe_open::open_regular_file(root.as_fd(), path, Symlinks::InRoot) {
             Ok(file) => return read_entry(file, path),
-            Err(e) => last_err = Some(e),
+            Err(e @ OpenError::Missing { .. }) => last_err = Some(e),
+            Err(e @ OpenError::WrongType { .. }) => {
+                bail!("entrypoint {e}; warden runs only a regular file")
+            }
+            Err(e) => bail!("entrypoint {e}"),
         }
     }
     let err = last_err.map(|e| e.to_string()).unwrap_or_default();
@@ -109,12 +116,9 @@ pub fn read(rootfs: &Path, arg0: &str, cwd: &str, env: &[String]) -> Result<Entr
 
 fn read_entry(file: File, path: &str) -> Result<Entrypoint> {
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        bail!("entrypoint {path} is not a regular file");
-    }
     if meta.len() > MAX_MODULE_BYTES {
         bail!(
-            "entrypoint {path} is {} bytes, more than the {} byte limit",
+            "entrypoint {path} is {} bytes, more than the {} byte limit on a module",
             meta.len(),
             MAX_MODULE_BYTES
         );
@@ -155,52 +159,6 @@ pub fn candidates(arg0: &str, cwd: &str, env: &[String]) -> Vec<String> {
     // Wasm images commonly put the module at the root or in the working directory.
     out.push(format!("/{arg0}"));
     out
-}
-
-/// Opens `path` for reading with `root` as the filesystem root: `..` and absolute symlinks
-/// cannot leave it, and magic links (`/proc/self/fd/...`) are refused.
-fn open_in_root(root: &File, path: &str) -> std::io::Result<File> {
-    #[repr(C)]
-    struct OpenHow {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
-    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-    const RESOLVE_IN_ROOT: u64 = 0x10;
-    let c_path = std::ffi::CString::new(path.trim_start_matches('/'))
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
-    let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 reads `how` (size given) and the NUL-terminated path; both outlive the
-    // call. On success it returns a new fd we own.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c_path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor returned by the kernel.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
-}
-
-/// Whether `path` (a container path) is a directory in the rootfs, resolved inside it.
-pub fn dir_exists_in_root(rootfs: &Path, path: &str) -> bool {
-    let Ok(root) = File::open(rootfs) else {
-        return false;
-    };
-    open_in_root(&root, path)
-        .and_then(|f| f.metadata())
-        .is_ok_and(|m| m.is_dir())
 }
 
 /// The rootfs directory of a bundle, from the spec's `root.path`.
@@ -276,5 +234,18 @@ mod tests {
         assert!(read(root.path(), "", "/", &[]).is_err());
         std::fs::create_dir(root.path().join("d")).unwrap();
         assert!(read(root.path(), "/d", "/", &[]).is_err());
+    }
+
+    #[test]
+    fn a_fifo_entrypoint_is_refused_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let fifo = root.path().join("app.wasm");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let err = read(root.path(), "/app.wasm", "/", &[]).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains("entrypoint /app.wasm is a FIFO, not a regular file"),
+            "{err}"
+        );
     }
 }

@@ -3,10 +3,17 @@
 //!
 //! It never decides anything: the host side already chose between native (the pod sandbox, or
 //! a profile that grants `native`) and Wasm, and fixed the grants. A Wasm workload runs in
-//! wasmtime here with a WASI context built from those grants only.
+//! wasmtime here with a WASI context built from those grants only, in this order:
+//!
+//! 1. load the artifact the shim compiled (a sealed memfd) into memory;
+//! 2. open the granted paths that live in container mounts ([`preopen`]);
+//! 3. close every descriptor but stdio, the report pipe and the granted directories
+//!    ([`close_other_fds`]): the shim's log, the zygote's socket, the artifact and anything
+//!    youki left open are gone before guest code runs;
+//! 4. build the WASI context and run the guest;
+//! 5. report how it ended to the shim ([`report`]) and exit with the status.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -15,13 +22,14 @@ use libcontainer::workload::{
     Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
 };
 use oci_spec::runtime::Spec;
-use warden_policy::Grants;
+use warden_audit::escape_for_terminal;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 use crate::launch::{WasmWorkload, Workload};
+use crate::report::{Ended, Report, Reporter};
 use crate::run::{Outcome, Program};
-use crate::{audit, engine, run, wasi_ctx};
+use crate::{engine, exit_code, preopen, run, wasi_ctx};
 
 #[derive(Clone)]
 pub struct WardenExecutor(Arc<Workload>);
@@ -56,83 +64,204 @@ impl Executor for WardenExecutor {
                 DefaultExecutor {}.exec(spec)
             }
             Workload::Wasm(w) => {
-                let WasmWorkload {
-                    artifact,
-                    component,
-                    args,
-                    grants,
-                    module_path,
-                    digest,
-                    audit_log,
-                    audit,
-                } = &**w;
-                log::info!(
-                    "running {module_path} ({digest}) with grants: {}",
-                    grants.summary()
-                );
-                let outcome = match audit_log.try_clone() {
-                    Ok(log_file) => {
-                        let ctx = audit.clone();
-                        let on_deny: wasi_ctx::DenyHook =
-                            Arc::new(move |rule: &'static str, what: String| {
-                                log::warn!("denied by policy ({rule}): {what}");
-                                let rec = ctx.decision("deny", Some(rule), Some(what));
-                                audit::append_from_container(&log_file, rec);
-                            });
-                        run_wasm(artifact, *component, args, grants, on_deny)
+                let reporter = match w.report.try_clone() {
+                    Ok(f) => Reporter::new(f),
+                    Err(e) => {
+                        eprintln!("warden: the report pipe is unusable: {e}");
+                        std::process::exit(exit_code::SETUP_FAILED);
                     }
-                    Err(e) => Outcome::SetupFailed(format!("audit log descriptor: {e}")),
                 };
-                if let Some(msg) = outcome.message() {
-                    log::error!("{module_path}: {msg}");
-                    eprintln!("warden: {module_path}: {msg}");
-                }
-                if let Outcome::Limit(kind, msg) = &outcome {
-                    let mut rec = audit.record(warden_audit::event::LIMIT);
-                    rec.rule = Some(kind.rule().to_string());
-                    rec.reason = Some(msg.clone());
-                    audit::append_from_container(audit_log, rec);
-                }
-                log::info!(
-                    "{module_path} finished with exit code {}",
-                    outcome.exit_code()
-                );
-                std::process::exit(outcome.exit_code())
+                let reporter = Arc::new(reporter);
+                let end = run_guest(w, &reporter);
+                finish(&reporter, &w.module_path, end)
             }
         }
     }
 }
 
-fn run_wasm(
-    artifact: &File,
-    component: bool,
-    args: &[String],
-    grants: &Grants,
-    on_deny: wasi_ctx::DenyHook,
-) -> Outcome {
-    let setup = || -> anyhow::Result<(Engine, Program)> {
-        let engine = engine::engine_for(engine::Flavor::for_limits(&grants.limits))?;
-        let file = artifact.try_clone()?;
-        // SAFETY: the artifact was compiled by this shim, on the host side, with the same
-        // engine configuration, and is held through an fd the guest cannot reach.
-        let program = unsafe {
-            if component {
-                let mut bytes = Vec::new();
-                (&file).read_to_end(&mut bytes)?;
-                Program::Component(Component::deserialize(&engine, &bytes)?)
-            } else {
-                Program::Module(Module::deserialize_open_file(&engine, file)?)
-            }
-        };
-        Ok((engine, program))
-    };
-    let (engine, program) = match setup() {
+/// How the runner's part ended: a guest outcome, or a granted path refused in the container.
+enum End {
+    Ran(Outcome),
+    Refused(String),
+}
+
+fn run_guest(w: &WasmWorkload, reporter: &Arc<Reporter>) -> End {
+    let module_path = escape_for_terminal(&w.module_path);
+    reporter.log(
+        log::Level::Info,
+        format!(
+            "running {module_path} ({}) with grants: {}",
+            w.digest,
+            w.grants.summary()
+        ),
+    );
+    let (engine, program) = match load(w) {
         Ok(p) => p,
-        Err(e) => return Outcome::SetupFailed(format!("{e:#}")),
+        Err(e) => return End::Ran(Outcome::SetupFailed(format!("{e:#}"))),
     };
-    let wasi = match wasi_ctx::builder(grants, args, on_deny) {
-        Ok(w) => w,
-        Err(e) => return Outcome::SetupFailed(format!("{e:#}")),
+    let dirs = match preopen::open_all(&w.preopens) {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = e.to_string();
+            reporter.send(&Report::Deny {
+                rule: "mounts".into(),
+                what: msg.clone(),
+            });
+            return End::Refused(msg);
+        }
     };
-    run::run(&engine, program, wasi, &grants.limits)
+    let mut keep = preopen::raw_fds(&dirs);
+    keep.push(reporter.raw_fd());
+    if let Err(e) = close_other_fds(&keep) {
+        return End::Ran(Outcome::SetupFailed(format!(
+            "closing inherited descriptors: {e}"
+        )));
+    }
+    let deny_reporter = reporter.clone();
+    let on_deny: wasi_ctx::DenyHook = Arc::new(move |rule: &'static str, what: String| {
+        deny_reporter.send(&Report::Deny {
+            rule: rule.into(),
+            what,
+        });
+    });
+    let mut wasi = match wasi_ctx::builder(&w.grants, &w.args, on_deny) {
+        Ok(b) => b,
+        Err(e) => return End::Ran(Outcome::SetupFailed(format!("{e:#}"))),
+    };
+    if let Err(e) = preopen::add_to(&mut wasi, &dirs) {
+        return End::Ran(Outcome::SetupFailed(format!("{e:#}")));
+    }
+    // wasmtime-wasi holds its own descriptors for the preopens now.
+    drop(dirs);
+    End::Ran(run::run(&engine, program, wasi, &w.grants.limits))
+}
+
+/// The engine for the grants' flavour and the program deserialized from the artifact.
+fn load(w: &WasmWorkload) -> anyhow::Result<(Engine, Program)> {
+    let engine = engine::engine_for(engine::Flavor::for_limits(&w.grants.limits))?;
+    let mut bytes = Vec::new();
+    let mut file = w.artifact.try_clone()?;
+    std::io::Seek::rewind(&mut file)?;
+    file.read_to_end(&mut bytes)?;
+    // SAFETY: the artifact was compiled by this shim, on the host side, with the same engine
+    // configuration, and reached this process as a sealed memfd nothing else can write.
+    let program = unsafe {
+        if w.component {
+            Program::Component(Component::deserialize(&engine, &bytes)?)
+        } else {
+            Program::Module(Module::deserialize(&engine, &bytes)?)
+        }
+    };
+    Ok((engine, program))
+}
+
+/// Reports how the run ended, writes the reason on the container's stderr, and exits.
+fn finish(reporter: &Reporter, module_path: &str, end: End) -> ! {
+    let module_path = escape_for_terminal(module_path);
+    let (ended, code, message) = match &end {
+        End::Refused(msg) => (
+            Ended::Refused,
+            exit_code::SETUP_FAILED,
+            Some(format!("refused by policy (mounts): {msg}")),
+        ),
+        End::Ran(outcome) => {
+            let ended = match outcome {
+                Outcome::Exited(_) => Ended::GuestExit,
+                Outcome::Trap(_) => Ended::Trap,
+                Outcome::Limit(..) => Ended::Limit,
+                Outcome::SetupFailed(_) => Ended::Setup,
+            };
+            (ended, outcome.exit_code(), outcome.message())
+        }
+    };
+    if let End::Ran(Outcome::Limit(kind, msg)) = &end {
+        reporter.send(&Report::Limit {
+            rule: kind.rule().to_string(),
+            reason: msg.clone(),
+        });
+    }
+    if let Some(msg) = &message {
+        let msg = escape_for_terminal(msg);
+        eprintln!("warden: {module_path}: {msg}");
+        reporter.log(log::Level::Error, format!("{module_path}: {msg}"));
+    }
+    reporter.send(&Report::Ended {
+        ended,
+        code,
+        message,
+    });
+    std::process::exit(code)
+}
+
+/// Closes every descriptor of this process except stdio and `keep`.
+///
+/// Called before guest code runs: what youki and the zygote left open (the shim's log FIFO,
+/// the zygote's socket, the artifact) must not outlive the setup. Nothing that owns one of
+/// those descriptors is dropped afterwards (the process ends in `exit`), and logging is
+/// switched off first so that the log crate never writes to a number that a later open
+/// reuses; run-time messages go to the shim over the report pipe instead.
+pub fn close_other_fds(keep: &[i32]) -> std::io::Result<()> {
+    log::set_max_level(log::LevelFilter::Off);
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|&&fd| fd > 2)
+        .map(|&fd| fd as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 3u32;
+    for k in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if k > first {
+            let last = if k == u32::MAX { u32::MAX } else { k - 1 };
+            // SAFETY: close_range only closes descriptors; every one in the range is either
+            // unused by this process from here on, or not open.
+            let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+            if r != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        first = k.saturating_add(1);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    fn open_fds() -> Vec<i32> {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn only_stdio_and_kept_descriptors_survive() {
+        // In a child, so the test harness's own descriptors are not touched.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let a = std::fs::File::open("/dev/null").unwrap();
+                let b = std::fs::File::open("/dev/null").unwrap();
+                let c = std::fs::File::open("/dev/null").unwrap();
+                let keep = b.as_raw_fd();
+                close_other_fds(&[keep]).unwrap();
+                // read_dir opens one descriptor of its own while listing.
+                let left: Vec<i32> = open_fds()
+                    .into_iter()
+                    .filter(|&fd| fd > 2 && fd != keep)
+                    .collect();
+                std::mem::forget(a);
+                std::mem::forget(c);
+                let ok = left.len() <= 1;
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+    }
 }

@@ -2,6 +2,15 @@
 //!
 //! Pure extraction, no I/O: CRI annotations name the pod and container type; for `ctr` (no
 //! pod) the containerd namespace stands for the pod's namespace.
+//!
+//! **Who may claim Kubernetes facts.** The `io.kubernetes.cri.*` annotations decide the
+//! namespace whose policy applies and whether a container is the pod sandbox (which may run
+//! natively). Anyone who can call containerd can write them, so they are believed only for
+//! containers in containerd's CRI namespace (`k8s.io`, or `WARDEN_CRI_NAMESPACE`), which
+//! containerd's CRI plugin owns; in any other containerd namespace (`ctr run` in `default`)
+//! they are ignored and the containerd namespace is the policy namespace. A sandbox claim
+//! must also be self-consistent: CRI names a sandbox container by its own id
+//! (`io.kubernetes.cri.sandbox-id` equals the container id).
 
 use std::collections::HashMap;
 
@@ -13,6 +22,9 @@ pub const ANN_POD_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
 pub const ANN_POD_NAME: &str = "io.kubernetes.cri.sandbox-name";
 pub const ANN_IMAGE: &str = "io.kubernetes.cri.image-name";
 pub const ANN_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
+pub const ANN_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+/// containerd's CRI plugin keeps its containers in this containerd namespace.
+pub const DEFAULT_CRI_NAMESPACE: &str = "k8s.io";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Facts {
@@ -30,20 +42,37 @@ pub struct Facts {
     pub cwd: String,
     /// Destinations of the container's mounts.
     pub mounts: Vec<String>,
+    /// The container's mounts with their types, for placing granted paths.
+    pub spec_mounts: Vec<crate::grant_paths::SpecMount>,
+    /// The container came from CRI (its Kubernetes annotations are believed).
+    pub cri: bool,
 }
 
 impl Facts {
-    pub fn from_spec(spec: &Spec, containerd_namespace: &str) -> Self {
+    /// The facts of container `id`, created in `containerd_namespace`; `cri_namespace` is
+    /// the containerd namespace that CRI uses (see the module comment).
+    pub fn from_spec(
+        spec: &Spec,
+        containerd_namespace: &str,
+        id: &str,
+        cri_namespace: &str,
+    ) -> Self {
         let empty = HashMap::new();
         let ann = spec.annotations().as_ref().unwrap_or(&empty);
         let get = |k: &str| ann.get(k).filter(|v| !v.is_empty()).cloned();
+        let cri = containerd_namespace == cri_namespace;
+        let get_cri = |k: &str| if cri { get(k) } else { None };
         let process = spec.process().as_ref();
+        let sandbox = get_cri(ANN_CONTAINER_TYPE).as_deref() == Some("sandbox")
+            && get_cri(ANN_SANDBOX_ID).as_deref() == Some(id);
         Facts {
-            namespace: get(ANN_POD_NAMESPACE).unwrap_or_else(|| containerd_namespace.to_string()),
-            pod_name: get(ANN_POD_NAME),
-            container_name: get(ANN_CONTAINER_NAME),
-            image: get(ANN_IMAGE),
-            sandbox: get(ANN_CONTAINER_TYPE).as_deref() == Some("sandbox"),
+            namespace: get_cri(ANN_POD_NAMESPACE)
+                .unwrap_or_else(|| containerd_namespace.to_string()),
+            pod_name: get_cri(ANN_POD_NAME),
+            container_name: get_cri(ANN_CONTAINER_NAME),
+            image: get_cri(ANN_IMAGE),
+            sandbox,
+            cri,
             requested_profile: get(ANN_PROFILE),
             args: process.and_then(|p| p.args().clone()).unwrap_or_default(),
             env: process.and_then(|p| p.env().clone()).unwrap_or_default(),
@@ -56,6 +85,18 @@ impl Facts {
                 .map(|ms| {
                     ms.iter()
                         .map(|m| m.destination().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            spec_mounts: spec
+                .mounts()
+                .as_ref()
+                .map(|ms| {
+                    ms.iter()
+                        .map(|m| crate::grant_paths::SpecMount {
+                            destination: m.destination().to_string_lossy().into_owned(),
+                            kind: m.typ().clone().unwrap_or_default(),
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -109,7 +150,8 @@ mod tests {
             .annotations(ann)
             .build()
             .unwrap();
-        let f = Facts::from_spec(&spec, "k8s.io");
+        let f = Facts::from_spec(&spec, "k8s.io", "c1", DEFAULT_CRI_NAMESPACE);
+        assert!(f.cri);
         assert_eq!(f.namespace, "payments");
         assert_eq!(f.pod_name.as_deref(), Some("api-0"));
         assert_eq!(f.requested_profile.as_deref(), Some("payments-api"));
@@ -130,8 +172,43 @@ mod tests {
             .root(RootBuilder::default().path("rootfs").build().unwrap())
             .build()
             .unwrap();
-        let f = Facts::from_spec(&spec, "default");
+        let f = Facts::from_spec(&spec, "default", "c1", DEFAULT_CRI_NAMESPACE);
         assert_eq!(f.namespace, "default");
         assert!(!f.sandbox && f.pod_name.is_none() && f.requested_profile.is_none());
+    }
+
+    fn claiming(id_claim: &str) -> Spec {
+        let ann: HashMap<String, String> = [
+            (ANN_POD_NAMESPACE, "payments"),
+            (ANN_POD_NAME, "api-0"),
+            (ANN_CONTAINER_TYPE, "sandbox"),
+            (ANN_SANDBOX_ID, id_claim),
+            (ANN_PROFILE, "payments-api"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        SpecBuilder::default()
+            .root(RootBuilder::default().path("rootfs").build().unwrap())
+            .annotations(ann)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn ctr_clients_cannot_claim_kubernetes_facts() {
+        // `ctr run -n default --annotation io.kubernetes.cri...`: ignored.
+        let f = Facts::from_spec(&claiming("c1"), "default", "c1", DEFAULT_CRI_NAMESPACE);
+        assert_eq!(f.namespace, "default");
+        assert!(!f.sandbox && !f.cri && f.pod_name.is_none());
+        // The profile annotation is warden's own and stays (the namespace still decides
+        // whether it may be used).
+        assert_eq!(f.requested_profile.as_deref(), Some("payments-api"));
+        // In CRI's namespace, a sandbox claim must name the container itself.
+        let f = Facts::from_spec(&claiming("other"), "k8s.io", "c1", DEFAULT_CRI_NAMESPACE);
+        assert!(!f.sandbox);
+        assert_eq!(f.namespace, "payments");
+        let f = Facts::from_spec(&claiming("c1"), "k8s.io", "c1", DEFAULT_CRI_NAMESPACE);
+        assert!(f.sandbox);
     }
 }

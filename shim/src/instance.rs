@@ -5,6 +5,7 @@
 //! and creates the container in a zygote with the decided workload. A refusal fails the
 //! create, and its message reaches `ctr` and, through CRI, the container status.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use containerd_shimkit::sandbox::{Error as SandboxError, Instance, InstanceConfi
 use containerd_shimkit::zygote::WireFd;
 use oci_spec::runtime::Spec;
 use sha2::{Digest, Sha256};
-use warden_audit::event;
+use warden_audit::{Throttle, escape_for_terminal, event};
 use warden_policy::{Decision, Policy, Request, STRICT_PROFILE};
 
 use crate::container::Container;
@@ -22,9 +23,9 @@ use crate::entrypoint::{self, Kind};
 use crate::exit_cell::ExitCell;
 use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
-use crate::pid_fd::PidFd;
+use crate::pid_fd::{PidFd, Status};
 use crate::settings::Settings;
-use crate::{audit, cache, compile, exit_code};
+use crate::{audit, cache, compile, exit_code, grant_paths, report};
 
 pub struct WardenInstance {
     id: String,
@@ -33,6 +34,8 @@ pub struct WardenInstance {
     audit_log: PathBuf,
     audit: audit::Context,
     started: std::sync::Mutex<Option<Instant>>,
+    /// The read end of the container's report pipe, until `start` hands it to its reader.
+    reports: std::sync::Mutex<Option<File>>,
 }
 
 /// Why a container may not run: the message names the profile and the rule.
@@ -48,7 +51,9 @@ impl std::fmt::Display for Refusal {
         write!(
             f,
             "warden refused to run the container: {} (profile \"{}\", rule {})",
-            self.reason, self.profile, self.rule
+            escape_for_terminal(&self.reason),
+            escape_for_terminal(&self.profile),
+            self.rule
         )
     }
 }
@@ -57,7 +62,7 @@ impl Instance for WardenInstance {
     async fn new(id: String, cfg: &InstanceConfig) -> Result<Self, SandboxError> {
         let started = Instant::now();
         let (id2, cfg2) = (id.clone(), cfg.clone());
-        let (launch, audit) = tokio::task::spawn_blocking(move || prepare(&id2, &cfg2))
+        let (launch, audit, reports) = tokio::task::spawn_blocking(move || prepare(&id2, &cfg2))
             .await
             .map_err(|e| SandboxError::Others(format!("preparing container {id}: {e}")))??;
         let container = Container::build(launch)
@@ -70,6 +75,7 @@ impl Instance for WardenInstance {
             audit_log: Settings::from_env().audit_log,
             audit,
             started: std::sync::Mutex::new(None),
+            reports: std::sync::Mutex::new(Some(reports)),
         })
     }
 
@@ -79,29 +85,47 @@ impl Instance for WardenInstance {
         let guard = self.exit.set_guard_with(|| (137, Utc::now()));
         let pid = self.container.pid()?;
         let pidfd = PidFd::new(pid)?;
+        // The start is audited before the container runs: warden does not run what it
+        // cannot record.
+        audit::append(&self.audit_log, self.audit.record(event::START))
+            .map_err(|e| unauditable(&e))?;
+        let reports = self.reports.lock().ok().and_then(|mut r| r.take());
+        let reader = reports.map(|r| spawn_reader(r, &self.audit, &self.audit_log, &pidfd));
         self.container.start()?;
         let t0 = Instant::now();
         if let Ok(mut s) = self.started.lock() {
             *s = Some(t0);
         }
-        self.append(self.audit.record(event::START));
         let exit = self.exit.clone();
         let id = self.id.clone();
         let (log_path, ctx) = (self.audit_log.clone(), self.audit.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            let code = match pidfd.wait().await {
-                Ok(code) => code,
+            let status = match pidfd.wait().await {
+                Ok(status) => status,
                 Err(e) => {
                     log::error!("waiting for container {id}: {e}");
-                    137
+                    Status::Code(137)
                 }
             };
+            let code = status.code();
             log::info!("container {id} exited with status {code}");
+            // The runner's last report says how the guest ended; the reader has it once the
+            // runner's end of the pipe is closed, which its exit does.
+            let summary = match reader {
+                Some(r) => tokio::time::timeout(READER_GRACE, r)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default(),
+                None => report::Summary::default(),
+            };
             let mut rec = ctx.record(event::EXIT);
             rec.exit_code = Some(code.into());
             rec.duration_ms = Some(t0.elapsed().as_millis() as u64);
-            rec.reason = exit_code::describe(code);
+            let (ended, reason) = describe_end(status, &summary);
+            rec.ended = Some(ended);
+            rec.reason = reason;
             if let Err(e) = audit::append(&log_path, rec) {
                 log::error!("cannot audit the exit of {id}: {e}");
             }
@@ -137,13 +161,96 @@ impl WardenInstance {
     }
 }
 
+/// How long the exit waits for the runner's last reports after the process ended.
+const READER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts the thread that turns the runner's reports into audit records. If a record cannot
+/// be written, the container is killed: warden does not run what it cannot audit.
+fn spawn_reader(
+    reports: File,
+    ctx: &audit::Context,
+    log_path: &Path,
+    pidfd: &PidFd,
+) -> tokio::sync::oneshot::Receiver<report::Summary> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (ctx, log_path) = (ctx.clone(), log_path.to_path_buf());
+    let killer = pidfd.try_clone().ok();
+    std::thread::spawn(move || {
+        let mut sink = report::LogSink(log_path);
+        let throttle = Throttle::new(
+            warden_audit::DEFAULT_MAX_PER_WINDOW,
+            warden_audit::DEFAULT_WINDOW,
+        );
+        let mut on_failure = |e: &warden_audit::AuditError| {
+            log::error!(
+                "container {}: the audit log cannot be written ({e}); stopping the container",
+                ctx.container_id
+            );
+            match &killer {
+                Some(k) => {
+                    if let Err(e) = k.signal(libc::SIGKILL) {
+                        log::error!("cannot stop container {}: {e}", ctx.container_id);
+                    }
+                }
+                None => log::error!("cannot stop container {}: no handle", ctx.container_id),
+            }
+        };
+        let summary = report::read_reports(reports, &ctx, &mut sink, throttle, &mut on_failure);
+        let _ = tx.send(summary);
+    });
+    rx
+}
+
+/// The `ended` field and reason of an exit record, from the process status and what the
+/// runner reported. Only the runner can say that a status is the guest's own choice: a guest
+/// calling `exit(137)` ends `guest_exit`, a SIGKILL ends `killed`.
+fn describe_end(status: Status, summary: &report::Summary) -> (String, Option<String>) {
+    let audit_note = |r: Option<String>| {
+        if summary.audit_failed {
+            Some(format!(
+                "stopped: the audit log could not be written{}",
+                r.map(|r| format!("; {r}")).unwrap_or_default()
+            ))
+        } else {
+            r
+        }
+    };
+    let suppressed = (summary.suppressed > 0).then(|| {
+        format!(
+            "{} run-time refusals not recorded one by one",
+            summary.suppressed
+        )
+    });
+    match (status, &summary.ended) {
+        (Status::Signaled(sig), _) => (
+            "killed".into(),
+            audit_note(Some(format!("killed by signal {sig}"))),
+        ),
+        (Status::Exited(code) | Status::Code(code), Some((ended, reported, message)))
+            if *reported == code =>
+        {
+            let reason = match ended {
+                report::Ended::GuestExit if code == 0 => suppressed,
+                report::Ended::GuestExit => Some(format!("the guest exited with {code}")),
+                _ => message
+                    .clone()
+                    .map(|m| escape_for_terminal(&m).into_owned()),
+            };
+            (ended.as_str().into(), audit_note(reason))
+        }
+        (Status::Exited(code) | Status::Code(code), _) => {
+            ("unreported".into(), audit_note(exit_code::describe(code)))
+        }
+    }
+}
+
 /// The host-side decision and preparation; blocking (it may compile). Every outcome is
 /// audited before it takes effect: a container warden cannot audit does not run.
-fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), SandboxError> {
+fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, File), SandboxError> {
     let settings = Settings::from_env();
     let spec = Spec::load(cfg.bundle.join("config.json"))
         .map_err(|e| SandboxError::InvalidArgument(format!("reading the OCI spec: {e}")))?;
-    let facts = Facts::from_spec(&spec, &cfg.namespace);
+    let facts = Facts::from_spec(&spec, &cfg.namespace, id, &settings.cri_namespace);
     // The audit log's node name (NODE_NAME, else the host name), read here on the host
     // side: inside the container the host name is the container's.
     let mut ctx = audit::Context::new(&warden_audit::node_name(), id, &facts);
@@ -200,7 +307,7 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), S
         native: entry.kind.is_native(),
         sandbox: facts.sandbox,
     };
-    let (profile, mut grants) = match policy.decide(&request) {
+    let (profile, grants) = match policy.decide(&request) {
         Decision::Allow { profile, grants } => (profile, grants),
         Decision::Deny {
             profile,
@@ -216,18 +323,21 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), S
         }
     };
     ctx.profile = Some(profile.clone());
-    grants.mounts.retain(|m| {
-        let present = mount_present(&rootfs, &facts.mounts, &m.path);
-        if !present {
-            log::info!(
-                "container {id}: granted mount {} is not in the container; not preopened",
-                m.path
-            );
-        }
-        present
-    });
-    ctx.grants = Some(grants.summary());
+    // Granted paths: image directories opened here without following symlinks, mount
+    // paths left to the container process; pseudo file systems refused.
+    let resolved = match grant_paths::resolve(&grants.mounts, &facts.spec_mounts, &rootfs) {
+        Ok(r) => r,
+        Err(e) => return Err(refuse(&ctx, &profile, "mounts", e.to_string())),
+    };
+    for path in &resolved.absent {
+        log::info!(
+            "container {id}: granted path {path} is not in the image nor a mount; not preopened"
+        );
+    }
+    ctx.grants = Some(grants_summary(&grants, &resolved));
 
+    let (report_read, report_write) = report::pipe()
+        .map_err(|e| SandboxError::Others(format!("creating the report pipe: {e}")))?;
     let workload = match entry.kind {
         Kind::Precompiled => {
             let reason = format!(
@@ -254,16 +364,15 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), S
                     return Err(refuse(&ctx, &profile, "module.invalid", reason));
                 }
             };
-            let log_fd = warden_audit::open(audit_log).map_err(|e| unauditable(&e))?;
             Workload::Wasm(Box::new(WasmWorkload {
                 artifact: WireFd::new(artifact),
                 component: entry.kind == Kind::Component,
                 args: facts.args.clone(),
                 grants,
+                preopens: resolved.preopens,
                 module_path: entry.path.clone(),
                 digest,
-                audit_log: WireFd::new(log_fd),
-                audit: ctx.clone(),
+                report: WireFd::new(report_write),
             }))
         }
     };
@@ -279,7 +388,23 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context), S
             workload,
         },
         ctx,
+        report_read,
     ))
+}
+
+/// The grants' summary with each granted path as it resolved: `/data:rw (mount)`,
+/// `/srv/site->/:ro (image)`, `/x:ro (absent)`.
+fn grants_summary(grants: &warden_policy::Grants, resolved: &grant_paths::Resolved) -> String {
+    let mut g = grants.clone();
+    g.mounts.clear();
+    let mut paths: Vec<String> = resolved.preopens.iter().map(|p| p.describe()).collect();
+    paths.extend(resolved.absent.iter().map(|a| format!("{a} (absent)")));
+    let rest = g.summary();
+    match (paths.is_empty(), rest.as_str()) {
+        (true, _) => rest,
+        (false, "nothing") => format!("mounts={}", paths.join(",")),
+        (false, _) => format!("mounts={} {rest}", paths.join(",")),
+    }
 }
 
 /// The error for a container that cannot be audited: warden runs nothing it cannot record.
@@ -289,15 +414,6 @@ fn unauditable(e: &warden_audit::AuditError) -> SandboxError {
     );
     log::error!("{msg}");
     SandboxError::FailedPrecondition(msg)
-}
-
-/// Whether a granted container path exists: a mount of the container, or a directory in
-/// the image.
-fn mount_present(rootfs: &Path, container_mounts: &[String], path: &str) -> bool {
-    container_mounts
-        .iter()
-        .any(|m| m.trim_end_matches('/') == path)
-        || entrypoint::dir_exists_in_root(rootfs, path)
 }
 
 /// The compiled artifact for the entrypoint, from the cache or freshly compiled, obtained

@@ -2,7 +2,9 @@
 //! serialized arguments of the build request (open files travel as fds).
 //!
 //! Nothing in here comes from the workload's control after the decision: the grants are the
-//! policy's, and the artifact is an fd to bytes the shim compiled itself.
+//! policy's, the granted image directories were opened by the shim, and the artifact is an fd
+//! to bytes the shim compiled itself. The audit log is not in here: the runner reports to the
+//! shim over a pipe, and the shim writes the records.
 
 use std::fs::File;
 
@@ -11,7 +13,7 @@ use containerd_shimkit::zygote::WireFd;
 use serde::{Deserialize, Serialize};
 use warden_policy::Grants;
 
-use crate::audit;
+use crate::grant_paths::Preopen;
 
 #[derive(Serialize, Deserialize)]
 pub struct Launch {
@@ -29,16 +31,20 @@ pub enum Workload {
 
 #[derive(Serialize, Deserialize)]
 pub struct WasmWorkload {
-    /// The artifact the shim compiled (from its cache, or an unlinked file).
+    /// The artifact the shim compiled, as a sealed memfd copy: the runner cannot write to it
+    /// nor reach the cache file it came from.
     pub artifact: WireFd<File>,
     pub component: bool,
     pub args: Vec<String>,
+    /// The decided grants: env, network and limits are applied from here; granted paths
+    /// come resolved in `preopens`.
     pub grants: Grants,
+    /// Granted directories: image ones already open, mount ones to open in the container.
+    pub preopens: Vec<Preopen>,
     /// The module's path in the container and its digest, for messages.
     pub module_path: String,
     pub digest: String,
-    /// The audit log, opened on the host (read-write, append), for run-time denials and
-    /// limits; and what those records name.
-    pub audit_log: WireFd<File>,
-    pub audit: audit::Context,
+    /// The write end of the report pipe to the shim (see [`crate::report`]): the only
+    /// descriptor the runner keeps besides stdio.
+    pub report: WireFd<File>,
 }

@@ -15,10 +15,14 @@ mod executor;
 mod exit_cell;
 mod exit_code;
 mod facts;
+mod grant_paths;
 mod instance;
 mod launch;
 mod pid_fd;
+mod preopen;
+mod report;
 mod run;
+mod safe_open;
 mod settings;
 mod wasi_ctx;
 

@@ -3,15 +3,16 @@
 //! `wasmtime-wasi`'s builder starts from nothing: no preopens, no environment, every socket
 //! address refused, no name lookup. This module adds exactly what [`Grants`] names, and
 //! nothing of the host: the only things a guest always gets are its args, its stdio (the
-//! container's, set up by containerd), clocks and random.
+//! container's, set up by containerd), clocks and random. Granted directories are added by
+//! [`crate::preopen::add_to`] from descriptors opened without following symlinks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use warden_policy::{Access, Grants, NetworkGrant};
+use anyhow::Result;
+use warden_policy::{Grants, NetworkGrant};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// Called with the rule (`network.connect`, `network.listen`) and a description of each
 /// socket use the policy refused.
@@ -24,17 +25,9 @@ pub fn builder(grants: &Grants, args: &[String], on_deny: DenyHook) -> Result<Wa
     for (k, v) in &grants.env {
         b.env(k, v);
     }
-    for m in &grants.mounts {
-        let perms = match m.access {
-            Access::Ro => FsPerms::ReadOnly,
-            Access::Rw => FsPerms::ReadWrite,
-        };
-        b.preopened_dir(&m.path, &m.path, perms)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("granted mount {} cannot be opened in the container", m.path)
-            })?;
-    }
+    // Granted paths are not opened here: they are resolved without following symlinks
+    // (image directories on the host, mount paths in the container) and added by
+    // `preopen::add_to`, never by a path lookup that an image could redirect.
     let net = Arc::new(grants.network.clone());
     b.allow_ip_name_lookup(grants.network.dns);
     // Creating a socket is harmless on its own; every bind, listen, connect and send is
@@ -158,13 +151,12 @@ mod tests {
     }
 
     #[test]
-    fn a_granted_mount_that_is_missing_is_an_error() {
+    fn granted_paths_are_not_opened_by_path_here() {
         let mut g = Grants::strict();
-        g.mounts.push(warden_policy::MountGrant {
-            path: "/does/not/exist/warden".into(),
-            access: Access::Ro,
-        });
-        let err = builder(&g, &[], Arc::new(|_, _| {})).err().unwrap();
-        assert!(format!("{err:#}").contains("/does/not/exist/warden"));
+        g.mounts.push(warden_policy::MountGrant::new(
+            "/does/not/exist/warden",
+            warden_policy::Access::Ro,
+        ));
+        assert!(builder(&g, &[], Arc::new(|_, _| {})).is_ok());
     }
 }
