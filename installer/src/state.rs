@@ -844,4 +844,162 @@ mod tests {
         store.remove().unwrap();
         assert!(!dir.path().join(BACKUP_DIR).exists());
     }
+
+    fn scope() -> Scope {
+        Scope {
+            install_dir: "/opt/warden/bin".into(),
+            binary: "/opt/warden/bin/containerd-shim-warden-v1".into(),
+            config_files: vec![
+                "/etc/containerd/config.toml".into(),
+                "/etc/containerd/conf.d/warden.toml".into(),
+            ],
+        }
+    }
+
+    fn saved(bytes: &[u8], backup: Option<&str>) -> Original {
+        let digest = digest::of_bytes(bytes);
+        let backup = backup.map_or_else(
+            || format!("{BACKUP_DIR}/{}", &digest[digest::PREFIX.len()..]),
+            str::to_owned,
+        );
+        Original::Saved {
+            digest,
+            backup,
+            meta: None,
+        }
+    }
+
+    fn installed() -> State {
+        let mut s = state();
+        s.binary = Some(BinaryRecord {
+            path: "/opt/warden/bin/containerd-shim-warden-v1".into(),
+            digest: digest::of_bytes(b"shim"),
+            original: saved(b"old shim", None),
+            installed_at: String::new(),
+        });
+        s.files.push(FileRecord {
+            path: "/etc/containerd/conf.d/warden.toml".into(),
+            original: Original::Absent,
+            digest_after: digest::of_bytes(b"x"),
+            written_at: String::new(),
+        });
+        s.dirs_created = vec![
+            "/opt/warden".into(),
+            "/opt/warden/bin".into(),
+            "/etc/containerd/conf.d".into(),
+        ];
+        s
+    }
+
+    #[test]
+    fn a_state_naming_only_managed_paths_passes() {
+        assert_eq!(installed().check_paths(&scope()), Ok(()));
+        assert_eq!(state().check_paths(&scope()), Ok(()));
+    }
+
+    #[test]
+    fn paths_outside_the_managed_dirs_are_refused_by_field() {
+        let field = |s: &State| s.check_paths(&scope()).unwrap_err().0;
+        let mut s = installed();
+        s.files[0].path = "/etc/shadow".into();
+        assert_eq!(field(&s), "files[0].path");
+        let mut s = installed();
+        s.files[0].path = "/etc/containerd/conf.d/../../shadow".into();
+        assert_eq!(field(&s), "files[0].path");
+        let mut s = installed();
+        s.binary.as_mut().unwrap().path = "/usr/bin/containerd".into();
+        assert_eq!(field(&s), "binary.path");
+        let mut s = installed();
+        s.install_dir = "/usr/bin".into();
+        assert_eq!(field(&s), "install_dir");
+        let mut s = installed();
+        s.dirs_created.push("/".into());
+        assert_eq!(field(&s), "dirs_created[3]");
+        let mut s = installed();
+        s.dirs_created.push("/var/lib/kubelet".into());
+        assert_eq!(field(&s), "dirs_created[3]");
+        let mut s = installed();
+        let mut attempt = Attempt::new();
+        attempt.wrote(
+            Path::new("/etc/passwd"),
+            Original::Absent,
+            "sha256:00",
+            false,
+        );
+        s.attempt = Some(attempt);
+        assert_eq!(field(&s), "attempt.entries[0].path");
+    }
+
+    #[test]
+    fn backups_must_be_named_by_their_digest_inside_the_state_dir() {
+        let field = |original: Original| {
+            let mut s = installed();
+            s.files[0].original = original;
+            s.check_paths(&scope()).map_err(|e| e.0)
+        };
+        assert_eq!(field(saved(b"a", None)), Ok(()));
+        for bad in [
+            "/etc/shadow",
+            "backups/../../../etc/shadow",
+            "backups/0000000000000000000000000000000000000000000000000000000000000000",
+            "shadow",
+        ] {
+            assert_eq!(
+                field(saved(b"a", Some(bad))),
+                Err("files[0].original.backup".to_owned()),
+                "{bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let err = store
+            .read_backup(&digest::of_bytes(b"a"), "/etc/shadow")
+            .unwrap_err();
+        assert!(matches!(err, StateError::Outside { .. }), "{err}");
+    }
+
+    #[test]
+    fn originals_without_mode_and_owner_still_load_and_keep_the_current_ones() {
+        let old: Original = serde_json::from_str(
+            r#"{"kind": "saved", "digest": "sha256:00", "backup": "backups/00"}"#,
+        )
+        .unwrap();
+        assert!(matches!(old, Original::Saved { meta: None, .. }));
+        let current = FileMode {
+            mode: 0o600,
+            owner: Some((5, 6)),
+        };
+        assert_eq!(old.restore_mode(Some(current), 0o644), current);
+        assert_eq!(old.restore_mode(None, 0o644), FileMode::new(0o644));
+        let meta = FileMeta {
+            mode: 0o640,
+            uid: 7,
+            gid: 8,
+        };
+        let new = old.with_meta(Some(meta));
+        assert_eq!(new.restore_mode(Some(current), 0o644), meta.file_mode());
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(
+            text.contains(r#""meta":{"mode":416,"uid":7,"gid":8}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_state_file_that_is_not_a_regular_file_or_too_big_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let file = fs::File::create(store.state_path()).unwrap();
+        file.set_len(STATE_CAP + 1).unwrap();
+        assert!(matches!(
+            store.load().unwrap_err(),
+            StateError::Input(InputError::TooLarge { .. })
+        ));
+        fs::remove_file(store.state_path()).unwrap();
+        fs::create_dir(store.state_path()).unwrap();
+        assert!(matches!(
+            store.load().unwrap_err(),
+            StateError::Input(InputError::NotRegular { .. })
+        ));
+    }
 }
