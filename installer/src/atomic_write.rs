@@ -10,15 +10,17 @@
 //! drop-in directory's `*.toml` import never loads a half-written one. A run killed midway
 //! leaves one behind; [`remove_stale_temps`] clears them under the host lock.
 
-use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, Mode, OFlags, openat, renameat, unlinkat};
 use sha2::{Digest, Sha256};
 
 use crate::digest::format_digest;
+use crate::trusted_path::{self, TrustError};
 
 /// The marker in temp file names, between the target's name and the pid.
 const TEMP_MARKER: &str = ".warden-tmp-";
@@ -40,6 +42,17 @@ pub enum FsError {
         expected: String,
         actual: String,
     },
+    /// What is at the path after the rename is not the file warden wrote: someone swapped
+    /// it meanwhile.
+    #[error(
+        "{}: what is there after the rename is not the file warden wrote (replaced or made a \
+         symlink meanwhile); not trusting it",
+        path.display()
+    )]
+    Swapped { path: PathBuf },
+    /// The directory may be written by someone else.
+    #[error(transparent)]
+    Untrusted(#[from] TrustError),
     /// Anything else.
     #[error("{}: cannot {op}: {source}", path.display())]
     Io {
@@ -111,7 +124,7 @@ pub fn write_atomic(
     mode: FileMode,
     before_rename: &dyn Fn(),
 ) -> Result<(), FsError> {
-    replace_with(path, mode, before_rename, |file, temp| {
+    replace_with(path, mode, before_rename, None, |file, temp| {
         file.write_all(bytes)
             .map_err(|e| FsError::new(temp, "write", e))
     })
@@ -126,7 +139,7 @@ pub fn copy_atomic(
     mode: FileMode,
     before_rename: &dyn Fn(),
 ) -> Result<(), FsError> {
-    replace_with(path, mode, before_rename, |file, temp| {
+    replace_with(path, mode, before_rename, Some(expected), |file, temp| {
         let mut input = File::open(source).map_err(|e| FsError::new(source, "open", e))?;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 1 << 20];
@@ -153,24 +166,34 @@ pub fn copy_atomic(
     })
 }
 
-/// The temp file protocol: create, fill, set mode and owner, fsync, hook, rename, fsync the
-/// directory. The temp file is removed on any failure before the rename.
+/// The temp file protocol: open the directory, create the temp file in it (`O_EXCL`,
+/// `O_NOFOLLOW`, relative to the directory's fd), fill it, set mode and owner, fsync,
+/// hook, rename, check that the name now holds the temp file's inode (and, for a copy,
+/// the expected bytes), fsync the directory. The temp file is removed on any failure
+/// before the rename.
 fn replace_with(
     path: &Path,
     mode: FileMode,
     before_rename: &dyn Fn(),
+    expected: Option<&str>,
     fill: impl FnOnce(&mut File, &Path) -> Result<(), FsError>,
 ) -> Result<(), FsError> {
-    let dir = parent(path)?;
-    let temp = temp_path(path)?;
+    let dir_path = parent(path)?;
+    let name = file_name(path)?;
+    let dir = open_dir(&dir_path)?;
+    let temp_name = temp_name(name);
+    let temp = dir_path.join(&temp_name);
     // A temp file of a killed run with our pid (pids are reused) is ours to replace.
-    let _ = fs::remove_file(&temp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| FsError::new(&temp, "create", e))?;
+    let _ = unlinkat(&dir, &temp_name, AtFlags::empty());
+    let fd = openat(
+        &dir,
+        &temp_name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| FsError::new(&temp, "create", e.into()))?;
+    let mut file = File::from(fd);
+    let mut renamed = false;
     let result = (|| {
         fill(&mut file, &temp)?;
         if let Some((uid, gid)) = mode.owner {
@@ -182,15 +205,97 @@ fn replace_with(
             .map_err(|e| FsError::new(&temp, "chmod", e))?;
         file.sync_all()
             .map_err(|e| FsError::new(&temp, "fsync", e))?;
+        let written = file
+            .metadata()
+            .map_err(|e| FsError::new(&temp, "stat", e))?;
         drop(file);
         before_rename();
-        fs::rename(&temp, path).map_err(|e| FsError::new(path, "rename a temp file over", e))
+        renameat(&dir, &temp_name, &dir, name)
+            .map_err(|e| FsError::new(path, "rename a temp file over", e.into()))?;
+        renamed = true;
+        check_landed(&dir, name, path, &written, expected)
     })();
     if let Err(e) = result {
-        let _ = fs::remove_file(&temp);
+        if !renamed {
+            let _ = unlinkat(&dir, &temp_name, AtFlags::empty());
+        }
         return Err(e);
     }
-    sync_dir(&dir)
+    dir.sync_all()
+        .map_err(|e| FsError::new(&dir_path, "fsync", e))
+}
+
+/// Opens a directory for `*at` calls, and checks on its fd that no one else may write it.
+fn open_dir(dir: &Path) -> Result<File, FsError> {
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| FsError::new(dir, "open directory", e.into()))?;
+    let dir_file = File::from(fd);
+    let meta = dir_file
+        .metadata()
+        .map_err(|e| FsError::new(dir, "stat", e))?;
+    trusted_path::check_open_dir("directory", dir, &meta)?;
+    Ok(dir_file)
+}
+
+/// Checks that `name` in `dir` is the file just renamed there (same device and inode, not a
+/// symlink) and, with `expected`, that it holds those bytes: a swap after the rename is
+/// caught here instead of being reported as installed.
+fn check_landed(
+    dir: &File,
+    name: &OsStr,
+    path: &Path,
+    written: &fs::Metadata,
+    expected: Option<&str>,
+) -> Result<(), FsError> {
+    use std::os::unix::fs::MetadataExt;
+    let swapped = || FsError::Swapped {
+        path: path.to_path_buf(),
+    };
+    let fd = match openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) if e == rustix::io::Errno::LOOP || e == rustix::io::Errno::NOENT => {
+            return Err(swapped());
+        }
+        Err(e) => return Err(FsError::new(path, "open what was renamed to", e.into())),
+    };
+    let mut landed = File::from(fd);
+    let meta = landed
+        .metadata()
+        .map_err(|e| FsError::new(path, "stat", e))?;
+    if meta.dev() != written.dev() || meta.ino() != written.ino() || !meta.is_file() {
+        return Err(swapped());
+    }
+    if let Some(expected) = expected {
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let n = landed
+                .read(&mut buffer)
+                .map_err(|e| FsError::new(path, "read back", e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+        }
+        let actual = format_digest(&hasher.finalize());
+        if actual != expected {
+            return Err(FsError::Changed {
+                path: path.to_path_buf(),
+                expected: expected.to_owned(),
+                actual,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Removes `path` (a missing file is fine) and makes the removal durable.
@@ -231,6 +336,9 @@ pub fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>, FsError> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(FsError::new(d, "create directory", e)),
         }
+        // 0755 whatever the umask: a group-writable directory is one warden refuses.
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))
+            .map_err(|e| FsError::new(d, "chmod", e))?;
         sync_dir(&parent(d)?)?;
     }
     Ok(missing)
@@ -284,6 +392,51 @@ pub fn remove_stale_temps(path: &Path) -> Result<Vec<PathBuf>, FsError> {
     Ok(removed)
 }
 
+/// Removes every temp file a killed run left in `dir` (`.<name>.warden-tmp-<pid>`, any
+/// name): what the next run does in each directory it manages. Only files and symlinks are
+/// removed (unlink never follows a symlink). Returns the ones removed.
+pub fn remove_stale_temps_in(dir: &Path) -> Result<Vec<PathBuf>, FsError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FsError::new(dir, "list", e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !is_temp_name(&name) {
+            continue;
+        }
+        let temp = entry.path();
+        let is_dir = fs::symlink_metadata(&temp).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            continue;
+        }
+        match fs::remove_file(&temp) {
+            Ok(()) => removed.push(temp),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FsError::new(&temp, "remove", e)),
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// Whether `name` is `.<something>.warden-tmp-<digits>`.
+pub fn is_temp_name(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    rest.rsplit_once(TEMP_MARKER).is_some_and(|(target, pid)| {
+        !target.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 fn parent(path: &Path) -> Result<PathBuf, FsError> {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => Ok(p.to_path_buf()),
@@ -300,17 +453,25 @@ fn temp_prefix(path: &Path) -> Option<String> {
     Some(format!(".{name}{TEMP_MARKER}"))
 }
 
-fn temp_path(path: &Path) -> Result<PathBuf, FsError> {
-    let dir = parent(path)?;
-    let name = path.file_name().ok_or_else(|| FsError::Io {
+fn file_name(path: &Path) -> Result<&OsStr, FsError> {
+    path.file_name().ok_or_else(|| FsError::Io {
         path: path.to_path_buf(),
         op: "name a temp file for",
         source: io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
-    })?;
+    })
+}
+
+/// `.<name>.warden-tmp-<pid>`.
+fn temp_name(name: &OsStr) -> OsString {
     let mut temp = OsString::from(".");
     temp.push(name);
     temp.push(format!("{TEMP_MARKER}{}", std::process::id()));
-    Ok(dir.join(temp))
+    temp
+}
+
+#[cfg(test)]
+fn temp_path(path: &Path) -> Result<PathBuf, FsError> {
+    Ok(parent(path)?.join(temp_name(file_name(path)?)))
 }
 
 #[cfg(test)]
@@ -379,6 +540,103 @@ mod tests {
             vec![dir.path().join(".warden.toml.warden-tmp-123")]
         );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn every_stale_temp_in_a_dir_is_swept_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            ".install.json.warden-tmp-77",
+            ".config.toml.warden-tmp-1",
+            ".x.warden-tmp-",
+            ".warden-tmp-5",
+            "install.json",
+            ".hidden",
+        ] {
+            fs::write(dir.path().join(name), "x").unwrap();
+        }
+        fs::create_dir(dir.path().join(".d.warden-tmp-9")).unwrap();
+        let mut removed = remove_stale_temps_in(dir.path()).unwrap();
+        removed.sort();
+        assert_eq!(
+            removed,
+            vec![
+                dir.path().join(".config.toml.warden-tmp-1"),
+                dir.path().join(".install.json.warden-tmp-77"),
+            ]
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 5);
+    }
+
+    #[test]
+    fn temp_files_do_not_follow_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let path = dir.path().join("state.json");
+        // What a hostile user would plant under the temp name (another pid's: ours is
+        // removed first, as a killed run's).
+        let temp = temp_path(&path).unwrap();
+        let before = || {
+            let _ = fs::remove_file(&temp);
+            std::os::unix::fs::symlink(&victim, &temp).unwrap();
+        };
+        // The planted link is removed before the exclusive create, so the write succeeds
+        // and the victim is untouched.
+        before();
+        write_atomic(&path, b"new", FileMode::new(0o600), &|| {}).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert!(
+            !fs::symlink_metadata(&victim)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn a_file_swapped_after_the_rename_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shim");
+        fs::write(&path, "mine").unwrap();
+        let written = fs::metadata(&path).unwrap();
+        let handle = File::open(dir.path()).unwrap();
+        let name = OsStr::new("shim");
+        check_landed(
+            &handle,
+            name,
+            &path,
+            &written,
+            Some(&format_digest(&Sha256::digest(b"mine"))),
+        )
+        .unwrap();
+        let err = check_landed(&handle, name, &path, &written, Some("sha256:00")).unwrap_err();
+        assert!(matches!(err, FsError::Changed { .. }), "{err}");
+        // Another inode under the name, or a symlink to the very file: both refused.
+        // (Written beside it first: a freed inode number may be handed out again at once.)
+        let other = dir.path().join("other");
+        fs::write(&other, "mine").unwrap();
+        fs::rename(&other, &path).unwrap();
+        let err = check_landed(&handle, name, &path, &written, None).unwrap_err();
+        assert!(matches!(err, FsError::Swapped { .. }), "{err}");
+        let real = dir.path().join("real");
+        fs::rename(&path, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        let written = fs::metadata(&real).unwrap();
+        let err = check_landed(&handle, name, &path, &written, None).unwrap_err();
+        assert!(matches!(err, FsError::Swapped { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_untrusted_directory_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let path = dir.path().join("x");
+        let err = write_atomic(&path, b"new", FileMode::new(0o644), &|| {}).unwrap_err();
+        assert!(matches!(err, FsError::Untrusted(_)), "{err}");
+        assert!(!path.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::containerd_config::SHIM_BINARY;
 use crate::digest;
+use crate::input_file::{DIGEST_FILE_CAP, InputError, Links, read_capped};
 
 /// The suffix of the digest file shipped beside the shim.
 pub const DIGEST_SUFFIX: &str = ".sha256";
@@ -47,6 +48,8 @@ pub enum ShimError {
         path.display()
     )]
     BadDigestFile { path: PathBuf },
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error(
         "digest mismatch: shim {} has {actual}, but {expected} is expected (from {from}); \
          refusing to install bytes that were not shipped with this installer",
@@ -141,21 +144,24 @@ pub fn resolve(path: &Path, expected: Option<&str>) -> Result<Shim, ShimError> {
 
 /// The digest in a `sha256sum`-style file: the first word of the first line, with or
 /// without `sha256:`.
+/// Only a regular file of at most [`DIGEST_FILE_CAP`] bytes is read.
 fn read_digest_file(shim: &Path, file: &Path) -> Result<String, ShimError> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let bytes = match read_capped("shim digest file", file, DIGEST_FILE_CAP, Links::Follow) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
             return Err(ShimError::NoDigest {
                 path: shim.to_path_buf(),
                 digest_file: file.to_path_buf(),
             });
         }
-        Err(_) => {
+        Err(InputError::Io { .. }) => {
             return Err(ShimError::BadDigestFile {
                 path: file.to_path_buf(),
             });
         }
+        Err(e) => return Err(ShimError::Input(e)),
     };
+    let text = String::from_utf8_lossy(&bytes);
     text.split_whitespace()
         .next()
         .and_then(digest::parse)
@@ -244,6 +250,25 @@ mod tests {
             resolve(&path, None).unwrap_err(),
             ShimError::BadDigestFile { .. }
         ));
+
+        // A FIFO or a huge file beside the shim is refused by type and size, at once.
+        std::fs::remove_file(digest_file_for(&path)).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            digest_file_for(&path),
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let err = resolve(&path, None).unwrap_err();
+        assert!(err.to_string().contains("is a FIFO"), "{err}");
+        std::fs::remove_file(digest_file_for(&path)).unwrap();
+        let f = std::fs::File::create(digest_file_for(&path)).unwrap();
+        f.set_len(1 << 20).unwrap();
+        let err = resolve(&path, None).unwrap_err();
+        assert!(
+            matches!(err, ShimError::Input(InputError::TooLarge { .. })),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,11 +6,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, flock};
+
+use crate::input_file::{O_CLOEXEC, O_NOFOLLOW, O_NONBLOCK, is_symlink_refusal, kind_of};
+use crate::trusted_path::{euid, trusted_owner};
 
 /// Tells the user a run waits for the lock.
 pub fn tell_waiting(holder: &str) {
@@ -36,6 +39,12 @@ pub enum LockError {
         holder: String,
         waited: Duration,
     },
+    #[error(
+        "{}: {reason}; it is not warden's lock file and warden will neither follow nor \
+         truncate it: inspect it, then remove it",
+        path.display()
+    )]
+    Unsafe { path: PathBuf, reason: String },
     #[error("{}: cannot {op}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -64,14 +73,18 @@ impl HostLock {
             let path = path.clone();
             move |source| LockError::Io { path, op, source }
         };
+        // Never truncated on open, never followed: a symlink (or a hard link) planted here
+        // is refused before a byte is written.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             .open(&path)
-            .map_err(io_err("open"))?;
+            .map_err(|source| open_error(&path, source))?;
+        check_lock_file(&path, &file)?;
         let start = Instant::now();
         let mut told = false;
         loop {
@@ -110,17 +123,16 @@ impl HostLock {
         waiting: &mut dyn FnMut(&str),
     ) -> Result<Option<HostLock>, LockError> {
         let path = state_dir.join(LOCK_FILE);
-        let file = match File::open(&path) {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(LockError::Io {
-                    path,
-                    op: "open",
-                    source,
-                });
-            }
+            Err(source) => return Err(open_error(&path, source)),
         };
+        check_lock_file(&path, &file)?;
         let start = Instant::now();
         let mut told = false;
         loop {
@@ -155,6 +167,47 @@ impl HostLock {
                 }
             }
         }
+    }
+}
+
+/// An open error; a symlink (ELOOP under `O_NOFOLLOW`) is [`LockError::Unsafe`].
+fn open_error(path: &Path, source: io::Error) -> LockError {
+    if is_symlink_refusal(&source) {
+        LockError::Unsafe {
+            path: path.to_path_buf(),
+            reason: "is a symlink".to_owned(),
+        }
+    } else {
+        LockError::Io {
+            path: path.to_path_buf(),
+            op: "open",
+            source,
+        }
+    }
+}
+
+/// The lock file must be a regular file with one link, owned by root (or this user).
+fn check_lock_file(path: &Path, file: &File) -> Result<(), LockError> {
+    let meta = file.metadata().map_err(|source| LockError::Io {
+        path: path.to_path_buf(),
+        op: "stat",
+        source,
+    })?;
+    let reason = if !meta.is_file() {
+        Some(format!("is {}", kind_of(meta.file_type())))
+    } else if meta.nlink() != 1 {
+        Some(format!("has {} hard links", meta.nlink()))
+    } else if !trusted_owner(meta.uid(), euid()) {
+        Some(format!("is owned by uid {}", meta.uid()))
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(LockError::Unsafe {
+            path: path.to_path_buf(),
+            reason,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -194,6 +247,25 @@ mod tests {
         ));
         drop(first);
         HostLock::exclusive(dir.path(), Duration::ZERO, &mut |_| {}).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_or_linked_lock_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let lock = dir.path().join(LOCK_FILE);
+        std::os::unix::fs::symlink(&victim, &lock).unwrap();
+        let err = HostLock::exclusive(dir.path(), Duration::ZERO, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, LockError::Unsafe { .. }), "{err}");
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        let err = HostLock::shared_if_present(dir.path(), Duration::ZERO, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, LockError::Unsafe { .. }), "{err}");
+        std::fs::remove_file(&lock).unwrap();
+        std::fs::hard_link(&victim, &lock).unwrap();
+        let err = HostLock::exclusive(dir.path(), Duration::ZERO, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("2 hard links"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     }
 
     #[test]

@@ -41,7 +41,10 @@ enum Command {
     /// Running it again on an installed node changes nothing and restarts nothing. Refuses,
     /// changing nothing, on: an unparsable config, config version 1, a shim digest
     /// mismatch, an unknown layout, a read-only install dir, an immutable OS, a
-    /// distribution mismatch, a full disk.
+    /// distribution mismatch, a full disk; and on any path a local user could use against
+    /// it: an install, state, config or audit log dir (or a parent) not owned by root or
+    /// writable by others, a symlinked lock or state, a state naming paths outside the dirs
+    /// warden manages, a config, policy or .sha256 that is not a regular file or too big.
     Install(InstallArgs),
     /// Undo `install`: remove only what the state proves warden made.
     ///

@@ -15,13 +15,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_write::{self, FileMode, FsError};
 use crate::digest;
+use crate::input_file::{InputError, Links, STATE_CAP, open_regular, read_capped};
 
 /// The state file's name in the state dir.
 pub const STATE_FILE: &str = "install.json";
@@ -82,13 +83,70 @@ pub enum Original {
         digest: String,
         /// Relative to the state dir (`backups/<hex>`).
         backup: String,
+        /// The file's mode and owner, put back with its bytes (absent in states written
+        /// before warden recorded them: the file's current ones are kept then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meta: Option<FileMeta>,
     },
     /// Someone else changed the file after warden wrote it, so its pre-warden bytes would
     /// undo their change: uninstall removes only warden's entry.
     Unknown,
 }
 
+/// A file's permission bits and owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl FileMeta {
+    /// The mode and owner of the file at `path` (following a symlink: the file itself);
+    /// `None` when there is none.
+    pub fn of(path: &Path) -> Result<Option<FileMeta>, FsError> {
+        Ok(FileMode::of(path)?.and_then(|m| {
+            m.owner.map(|(uid, gid)| FileMeta {
+                mode: m.mode,
+                uid,
+                gid,
+            })
+        }))
+    }
+
+    /// As the mode a write puts on the file.
+    pub fn file_mode(self) -> FileMode {
+        FileMode {
+            mode: self.mode,
+            owner: Some((self.uid, self.gid)),
+        }
+    }
+}
+
 impl Original {
+    /// The same original, with the file's mode and owner recorded.
+    pub fn with_meta(self, meta: Option<FileMeta>) -> Original {
+        match self {
+            Original::Saved { digest, backup, .. } => Original::Saved {
+                digest,
+                backup,
+                meta,
+            },
+            other => other,
+        }
+    }
+
+    /// The mode and owner to restore the original with: the recorded ones, else
+    /// `current` (what the file has now), else `default`.
+    pub fn restore_mode(&self, current: Option<FileMode>, default: u32) -> FileMode {
+        match self {
+            Original::Saved {
+                meta: Some(meta), ..
+            } => meta.file_mode(),
+            _ => current.unwrap_or(FileMode::new(default)),
+        }
+    }
+
     /// The original's digest, if its bytes are known.
     pub fn digest(&self) -> Option<&str> {
         match self {
@@ -324,6 +382,139 @@ impl State {
     }
 }
 
+/// The paths a run manages: what a state may name. Node paths.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The install dir of this run.
+    pub install_dir: PathBuf,
+    /// The shim in it.
+    pub binary: PathBuf,
+    /// The config files warden may write: the main config and the target (the main file
+    /// or warden's drop-in) that detection found.
+    pub config_files: Vec<PathBuf>,
+}
+
+impl Scope {
+    fn describe(&self) -> String {
+        let mut parts = vec![format!("the shim {}", self.binary.display())];
+        parts.extend(self.config_files.iter().map(|p| p.display().to_string()));
+        parts.join(", ")
+    }
+
+    /// Whether `dir` is one warden may have created: the install dir or a config file's
+    /// directory, or one of their parents (never `/`).
+    fn may_have_created(&self, dir: &Path) -> bool {
+        let made_for = |leaf: &Path| leaf.ancestors().any(|a| a == dir);
+        dir != Path::new("/")
+            && (made_for(&self.install_dir)
+                || self
+                    .config_files
+                    .iter()
+                    .filter_map(|f| f.parent())
+                    .any(made_for))
+    }
+}
+
+/// An absolute path without `.` or `..`: `starts_with` and equality then mean what they say.
+fn is_plain_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// A backup name as warden writes it: `backups/<the 64 hex digits of digest>`.
+pub fn is_backup_name(backup: &str, digest: &str) -> bool {
+    let Some(hex) = backup
+        .strip_prefix(BACKUP_DIR)
+        .and_then(|b| b.strip_prefix('/'))
+    else {
+        return false;
+    };
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && digest.strip_prefix(digest::PREFIX) == Some(hex)
+}
+
+impl State {
+    /// Checks that every path the state names is one this run manages, and every backup a
+    /// name inside the state dir: a state someone crafted cannot make warden remove,
+    /// restore or copy anything else. Returns the first field at fault.
+    pub fn check_paths(&self, scope: &Scope) -> Result<(), (String, String, String)> {
+        let outside = |field: String, path: &Path, reason: &str| {
+            Err((field, path.display().to_string(), reason.to_owned()))
+        };
+        let config = |field: String, path: &Path| {
+            if is_plain_absolute(path) && scope.config_files.iter().any(|f| f == path) {
+                Ok(())
+            } else {
+                outside(field, path, "not a config file warden manages on this node")
+            }
+        };
+        let binary = |field: String, path: &Path| {
+            if is_plain_absolute(path) && path == scope.binary {
+                Ok(())
+            } else {
+                outside(field, path, "not the shim in this run's install dir")
+            }
+        };
+        let dir = |field: String, path: &Path| {
+            if is_plain_absolute(path) && scope.may_have_created(path) {
+                Ok(())
+            } else {
+                outside(
+                    field,
+                    path,
+                    "not the install dir, a config dir, or one of their parents",
+                )
+            }
+        };
+        let original = |field: String, original: &Original| match original {
+            Original::Saved { digest, backup, .. } if !is_backup_name(backup, digest) => Err((
+                field,
+                backup.clone(),
+                format!("a backup must be `{BACKUP_DIR}/<its sha256 hex>` inside the state dir"),
+            )),
+            _ => Ok(()),
+        };
+        if self.install_dir != scope.install_dir {
+            outside(
+                "install_dir".into(),
+                &self.install_dir,
+                "not this run's install dir (pass the --install-dir warden was installed with)",
+            )?;
+        }
+        if let Some(record) = &self.binary {
+            binary("binary.path".into(), &record.path)?;
+            original("binary.original.backup".into(), &record.original)?;
+        }
+        for (i, record) in self.files.iter().enumerate() {
+            config(format!("files[{i}].path"), &record.path)?;
+            original(format!("files[{i}].original.backup"), &record.original)?;
+        }
+        for (i, d) in self.dirs_created.iter().enumerate() {
+            dir(format!("dirs_created[{i}]"), d)?;
+        }
+        if let Some(attempt) = &self.attempt {
+            for (i, entry) in attempt.entries.iter().enumerate() {
+                let field = format!("attempt.entries[{i}].path");
+                if entry.binary {
+                    binary(field, &entry.path)?;
+                } else {
+                    config(field, &entry.path)?;
+                }
+                original(format!("attempt.entries[{i}].before.backup"), &entry.before)?;
+            }
+            for (i, d) in attempt.dirs_created.iter().enumerate() {
+                dir(format!("attempt.dirs_created[{i}]"), d)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Why the state cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -346,6 +537,21 @@ pub enum StateError {
         path.display()
     )]
     BadBackup { path: PathBuf, expected: String },
+    #[error(
+        "{}: `{field}` is {value}: {reason}; warden manages only {scope} and its state dir, \
+         so it acts on nothing this state names: inspect the state (was it edited?), then \
+         move it aside",
+        path.display()
+    )]
+    Outside {
+        path: PathBuf,
+        field: String,
+        value: String,
+        reason: String,
+        scope: String,
+    },
+    #[error(transparent)]
+    Input(#[from] InputError),
 }
 
 /// The state dir, as a path on the installer's file system.
@@ -371,14 +577,28 @@ impl StateStore {
         self.dir.join(BACKUP_DIR)
     }
 
-    /// The state file's bytes, if there is one.
-    pub fn read_raw(&self) -> Result<Option<Vec<u8>>, FsError> {
-        let path = self.state_path();
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(FsError::new(&path, "read", e)),
-        }
+    /// The state file's bytes, if there is one: a regular file (never a symlink) of at
+    /// most [`STATE_CAP`] bytes.
+    pub fn read_raw(&self) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(read_capped(
+            "state file",
+            &self.state_path(),
+            STATE_CAP,
+            Links::Refuse,
+        )?)
+    }
+
+    /// Checks every path `state` names against `scope` ([`State::check_paths`]).
+    pub fn validate(&self, state: &State, scope: &Scope) -> Result<(), StateError> {
+        state
+            .check_paths(scope)
+            .map_err(|(field, value, reason)| StateError::Outside {
+                path: self.state_path(),
+                field,
+                value,
+                reason,
+                scope: scope.describe(),
+            })
     }
 
     /// The state, if there is one.
@@ -445,7 +665,11 @@ impl StateStore {
             atomic_write::create_dirs(&self.backup_dir())?;
             atomic_write::write_atomic(&path, bytes, FileMode::new(0o600), &|| {})?;
         }
-        Ok(Original::Saved { digest, backup })
+        Ok(Original::Saved {
+            digest,
+            backup,
+            meta: None,
+        })
     }
 
     /// Saves a copy of the file at `source` (whose digest is `digest`) as a backup.
@@ -458,6 +682,7 @@ impl StateStore {
         Ok(Original::Saved {
             digest: digest.to_owned(),
             backup,
+            meta: None,
         })
     }
 
@@ -466,10 +691,26 @@ impl StateStore {
         self.dir.join(backup)
     }
 
-    /// The bytes of a saved original, checked against its digest.
+    /// The bytes of a saved original, checked against its digest. Only a name warden gives
+    /// a backup is read (`backups/<hex>` in the state dir), never through a symlink.
     pub fn read_backup(&self, digest: &str, backup: &str) -> Result<Vec<u8>, StateError> {
         let path = self.backup_path(backup);
-        let bytes = fs::read(&path).map_err(|e| FsError::new(&path, "read", e))?;
+        if !is_backup_name(backup, digest) {
+            return Err(StateError::Outside {
+                path: self.state_path(),
+                field: "backup".to_owned(),
+                value: backup.to_owned(),
+                reason: format!(
+                    "a backup must be `{BACKUP_DIR}/<its sha256 hex>` inside the state dir"
+                ),
+                scope: "its backups".to_owned(),
+            });
+        }
+        let mut file = open_regular("backup", &path, Links::Refuse)?
+            .ok_or_else(|| FsError::new(&path, "read", io::Error::from(io::ErrorKind::NotFound)))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| FsError::new(&path, "read", e))?;
         if digest::of_bytes(&bytes) != digest {
             return Err(StateError::BadBackup {
                 path,
@@ -573,7 +814,7 @@ mod tests {
         let store = StateStore::new(dir.path());
         let original = store.save_backup(b"original").unwrap();
         assert_eq!(store.save_backup(b"original").unwrap(), original);
-        let Original::Saved { digest, backup } = &original else {
+        let Original::Saved { digest, backup, .. } = &original else {
             panic!("{original:?}")
         };
         assert_eq!(store.read_backup(digest, backup).unwrap(), b"original");
@@ -602,5 +843,163 @@ mod tests {
         assert!(store.backup_path(kept_name).exists());
         store.remove().unwrap();
         assert!(!dir.path().join(BACKUP_DIR).exists());
+    }
+
+    fn scope() -> Scope {
+        Scope {
+            install_dir: "/opt/warden/bin".into(),
+            binary: "/opt/warden/bin/containerd-shim-warden-v1".into(),
+            config_files: vec![
+                "/etc/containerd/config.toml".into(),
+                "/etc/containerd/conf.d/warden.toml".into(),
+            ],
+        }
+    }
+
+    fn saved(bytes: &[u8], backup: Option<&str>) -> Original {
+        let digest = digest::of_bytes(bytes);
+        let backup = backup.map_or_else(
+            || format!("{BACKUP_DIR}/{}", &digest[digest::PREFIX.len()..]),
+            str::to_owned,
+        );
+        Original::Saved {
+            digest,
+            backup,
+            meta: None,
+        }
+    }
+
+    fn installed() -> State {
+        let mut s = state();
+        s.binary = Some(BinaryRecord {
+            path: "/opt/warden/bin/containerd-shim-warden-v1".into(),
+            digest: digest::of_bytes(b"shim"),
+            original: saved(b"old shim", None),
+            installed_at: String::new(),
+        });
+        s.files.push(FileRecord {
+            path: "/etc/containerd/conf.d/warden.toml".into(),
+            original: Original::Absent,
+            digest_after: digest::of_bytes(b"x"),
+            written_at: String::new(),
+        });
+        s.dirs_created = vec![
+            "/opt/warden".into(),
+            "/opt/warden/bin".into(),
+            "/etc/containerd/conf.d".into(),
+        ];
+        s
+    }
+
+    #[test]
+    fn a_state_naming_only_managed_paths_passes() {
+        assert_eq!(installed().check_paths(&scope()), Ok(()));
+        assert_eq!(state().check_paths(&scope()), Ok(()));
+    }
+
+    #[test]
+    fn paths_outside_the_managed_dirs_are_refused_by_field() {
+        let field = |s: &State| s.check_paths(&scope()).unwrap_err().0;
+        let mut s = installed();
+        s.files[0].path = "/etc/shadow".into();
+        assert_eq!(field(&s), "files[0].path");
+        let mut s = installed();
+        s.files[0].path = "/etc/containerd/conf.d/../../shadow".into();
+        assert_eq!(field(&s), "files[0].path");
+        let mut s = installed();
+        s.binary.as_mut().unwrap().path = "/usr/bin/containerd".into();
+        assert_eq!(field(&s), "binary.path");
+        let mut s = installed();
+        s.install_dir = "/usr/bin".into();
+        assert_eq!(field(&s), "install_dir");
+        let mut s = installed();
+        s.dirs_created.push("/".into());
+        assert_eq!(field(&s), "dirs_created[3]");
+        let mut s = installed();
+        s.dirs_created.push("/var/lib/kubelet".into());
+        assert_eq!(field(&s), "dirs_created[3]");
+        let mut s = installed();
+        let mut attempt = Attempt::new();
+        attempt.wrote(
+            Path::new("/etc/passwd"),
+            Original::Absent,
+            "sha256:00",
+            false,
+        );
+        s.attempt = Some(attempt);
+        assert_eq!(field(&s), "attempt.entries[0].path");
+    }
+
+    #[test]
+    fn backups_must_be_named_by_their_digest_inside_the_state_dir() {
+        let field = |original: Original| {
+            let mut s = installed();
+            s.files[0].original = original;
+            s.check_paths(&scope()).map_err(|e| e.0)
+        };
+        assert_eq!(field(saved(b"a", None)), Ok(()));
+        for bad in [
+            "/etc/shadow",
+            "backups/../../../etc/shadow",
+            "backups/0000000000000000000000000000000000000000000000000000000000000000",
+            "shadow",
+        ] {
+            assert_eq!(
+                field(saved(b"a", Some(bad))),
+                Err("files[0].original.backup".to_owned()),
+                "{bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let err = store
+            .read_backup(&digest::of_bytes(b"a"), "/etc/shadow")
+            .unwrap_err();
+        assert!(matches!(err, StateError::Outside { .. }), "{err}");
+    }
+
+    #[test]
+    fn originals_without_mode_and_owner_still_load_and_keep_the_current_ones() {
+        let old: Original = serde_json::from_str(
+            r#"{"kind": "saved", "digest": "sha256:00", "backup": "backups/00"}"#,
+        )
+        .unwrap();
+        assert!(matches!(old, Original::Saved { meta: None, .. }));
+        let current = FileMode {
+            mode: 0o600,
+            owner: Some((5, 6)),
+        };
+        assert_eq!(old.restore_mode(Some(current), 0o644), current);
+        assert_eq!(old.restore_mode(None, 0o644), FileMode::new(0o644));
+        let meta = FileMeta {
+            mode: 0o640,
+            uid: 7,
+            gid: 8,
+        };
+        let new = old.with_meta(Some(meta));
+        assert_eq!(new.restore_mode(Some(current), 0o644), meta.file_mode());
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(
+            text.contains(r#""meta":{"mode":416,"uid":7,"gid":8}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_state_file_that_is_not_a_regular_file_or_too_big_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let file = fs::File::create(store.state_path()).unwrap();
+        file.set_len(STATE_CAP + 1).unwrap();
+        assert!(matches!(
+            store.load().unwrap_err(),
+            StateError::Input(InputError::TooLarge { .. })
+        ));
+        fs::remove_file(store.state_path()).unwrap();
+        fs::create_dir(store.state_path()).unwrap();
+        assert!(matches!(
+            store.load().unwrap_err(),
+            StateError::Input(InputError::NotRegular { .. })
+        ));
     }
 }

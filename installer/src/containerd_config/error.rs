@@ -17,6 +17,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
 
+    /// The path is a FIFO, a device or a directory, or the file is over its size cap.
+    #[error(transparent)]
+    Input(#[from] crate::input_file::InputError),
+
     /// The config file the layout needs does not exist.
     #[error("{}: containerd config not found{}", path.display(), hint_suffix(hint))]
     NotFound { path: PathBuf, hint: String },

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use toml_edit::{DocumentMut, Item, TableLike};
 
 use super::error::ConfigError;
+use crate::input_file::{CONFIG_CAP, InputError, Links, read_capped};
 
 /// How many leading bytes are searched for a NUL, as `git` and `grep` do to call a file
 /// binary.
@@ -108,15 +109,23 @@ pub fn host_path(root: &Path, node_path: &Path) -> PathBuf {
     root.join(relative)
 }
 
-/// Reads `node_path` under `root`; `Ok(None)` when it does not exist.
+/// Reads `node_path` under `root`; `Ok(None)` when it does not exist. A symlink is
+/// followed (distributions link their config), but only a regular file of at most
+/// [`CONFIG_CAP`] bytes is read: a FIFO, a device or a huge file is refused before a byte
+/// is read.
 pub fn read_bytes(root: &Path, node_path: &Path) -> Result<Option<Vec<u8>>, ConfigError> {
-    match std::fs::read(host_path(root, node_path)) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ConfigError::Io {
+    match read_capped(
+        "containerd config",
+        &host_path(root, node_path),
+        CONFIG_CAP,
+        Links::Follow,
+    ) {
+        Ok(bytes) => Ok(bytes),
+        Err(InputError::Io { source, .. }) => Err(ConfigError::Io {
             path: node_path.to_path_buf(),
             source,
         }),
+        Err(e) => Err(ConfigError::Input(e.with_path(node_path))),
     }
 }
 

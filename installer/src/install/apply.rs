@@ -27,7 +27,7 @@ use crate::install_audit::{self, AuditLog};
 use crate::lock::{self, HostLock};
 use crate::paths;
 use crate::state::{
-    Attempt, BinaryRecord, FileRecord, Original, Phase, RestartRecord, State, StateStore,
+    Attempt, BinaryRecord, FileMeta, FileRecord, Original, Phase, RestartRecord, State, StateStore,
     Verification,
 };
 
@@ -49,6 +49,7 @@ pub struct Failed {
 pub fn install(args: &InstallArgs) -> Result<Outcome> {
     let node_args = &args.node;
     context::check_root(node_args)?;
+    context::check_state_dir(node_args)?;
     let store = context::store(node_args);
     let audit = context::audit_log(node_args);
 
@@ -76,7 +77,7 @@ pub fn install(args: &InstallArgs) -> Result<Outcome> {
     )
     .map_err(Refusal::from)?;
     // Under the lock: what another run may have done meanwhile counts.
-    let prior_raw = store.read_raw().context("cannot read the state file")?;
+    let prior_raw = store.read_raw().map_err(Refusal::from)?;
     let prior = store.load().map_err(Refusal::from)?;
     let node = Node::inspect(node_args, prior.as_ref())?;
     if node.is_noop(prior.as_ref()) {
@@ -93,7 +94,8 @@ fn already_installed(
     audit: &AuditLog,
 ) -> Result<Outcome> {
     let target = node.layout.target.path();
-    let mut lines = vec![
+    let mut lines: Vec<String> = node.links.iter().map(|l| l.describe()).collect();
+    lines.extend([
         format!(
             "unchanged: {} is {} and {} registers the `warden` runtime",
             node.binary.display(),
@@ -101,7 +103,7 @@ fn already_installed(
             target.display()
         ),
         "restart: none (nothing changed)".to_owned(),
-    ];
+    ]);
     let verification = if args.no_verify {
         lines.push("verify: skipped (--no-verify)".to_owned());
         json!({"result": "skipped"})
@@ -208,6 +210,9 @@ impl<'a> Run<'a> {
                 self.state.phase
             ));
         }
+        self.lines
+            .extend(self.node.links.iter().map(|l| l.describe()));
+        self.sweep_temps()?;
         self.state.last_error = None;
         self.state.enter(Phase::Planned);
         self.save()?;
@@ -221,6 +226,32 @@ impl<'a> Run<'a> {
         }
         self.verify()?;
         self.finish()
+    }
+
+    /// Removes the temp files a killed run left in the directories this run manages: the
+    /// state dir and its backups, the install dir, the config files' directories.
+    fn sweep_temps(&mut self) -> Result<()> {
+        let mut dirs = vec![
+            self.store.dir().to_path_buf(),
+            self.store.dir().join(crate::state::BACKUP_DIR),
+            self.node.host(&self.args.node.install_dir),
+        ];
+        let configs = self
+            .node
+            .plan
+            .changes
+            .iter()
+            .map(|c| c.path.clone())
+            .chain([self.node.layout.target.path().to_path_buf()]);
+        for path in configs {
+            let host = paths::write_target(&self.node.root, &path);
+            if let Some(dir) = host.parent() {
+                dirs.push(dir.to_path_buf());
+            }
+        }
+        dirs.dedup();
+        self.lines.extend(sweep(&self.node.root, &dirs)?);
+        Ok(())
     }
 
     /// The shim, then the config.
@@ -264,7 +295,10 @@ impl<'a> Run<'a> {
         self.create_dirs(host.parent().unwrap_or(Path::new("/")))?;
         let before = match &current {
             None => Original::Absent,
-            Some(d) => self.store.save_backup_file(&host, d)?,
+            Some(d) => self
+                .store
+                .save_backup_file(&host, d)?
+                .with_meta(FileMeta::of(&host)?),
         };
         let original = match &self.state.binary {
             Some(r) if r.path == path => r.original.carried(&r.digest, current.as_deref()),
@@ -339,7 +373,10 @@ impl<'a> Run<'a> {
             let after_digest = digest::of_bytes(after.as_bytes());
             let before = match &current_bytes {
                 None => Original::Absent,
-                Some(bytes) => self.store.save_backup(bytes)?,
+                Some(bytes) => self
+                    .store
+                    .save_backup(bytes)?
+                    .with_meta(FileMeta::of(&host)?),
             };
             match self.state.files.iter_mut().find(|f| f.path == change.path) {
                 Some(record) => {
@@ -553,6 +590,20 @@ impl<'a> Run<'a> {
         }
         Ok(())
     }
+}
+
+/// Removes the temp files a killed run left in `dirs` (host paths); returns a line for each.
+pub(super) fn sweep(root: &Path, dirs: &[PathBuf]) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for dir in dirs {
+        for temp in atomic_write::remove_stale_temps_in(dir)? {
+            lines.push(format!(
+                "cleaned: removed {} (a temp file of a run that was killed)",
+                to_node(root, &temp).display()
+            ));
+        }
+    }
+    Ok(lines)
 }
 
 /// The node path of a host path under `root`.

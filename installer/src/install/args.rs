@@ -28,16 +28,20 @@ pub enum Format {
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
     /// containerd's config file on the node. Default: detected (/etc/containerd/config.toml,
-    /// k3s/rke2's rendered config, /etc/k0s/containerd.toml, microk8s's template).
+    /// k3s/rke2's rendered config, /etc/k0s/containerd.toml, microk8s's template). It and
+    /// its drop-ins must be regular files of at most 4 MiB; a symlink is followed and
+    /// reported.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Where the shim is installed, on the node; written into containerd's config as
-    /// runtime_path, so it must be absolute.
+    /// runtime_path, so it must be absolute. Like every dir warden writes into, it must be
+    /// root-owned and not writable by group or others (its parents: not by others).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_DIR)]
     pub install_dir: PathBuf,
 
-    /// Where warden keeps its state (install.json), backups and host lock, on the node.
+    /// Where warden keeps its state (install.json, at most 1 MiB), backups and host lock, on
+    /// the node. Root-owned, not writable by group or others.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 
@@ -46,7 +50,7 @@ pub struct NodeArgs {
     pub audit_log: PathBuf,
 
     /// The node policy, on the node: checked before installing (a policy that does not
-    /// load makes the shim refuse every workload).
+    /// load makes the shim refuse every workload). A regular file of at most 4 MiB.
     #[arg(long, value_name = "FILE", env = "WARDEN_POLICY", default_value = DEFAULT_POLICY_PATH)]
     pub policy: PathBuf,
 
@@ -66,8 +70,8 @@ pub struct NodeArgs {
     #[arg(long, value_name = "PATH")]
     pub shim: Option<PathBuf>,
 
-    /// The shim's expected digest. Default: read from <shim>.sha256 (sha256sum format),
-    /// which the build writes beside the shim.
+    /// The shim's expected digest. Default: read from <shim>.sha256 (sha256sum format, a
+    /// regular file of at most 4 KiB), which the build writes beside the shim.
     #[arg(long, value_name = "sha256:HEX", value_parser = parse_digest)]
     pub shim_digest: Option<String>,
 

@@ -16,11 +16,13 @@ use crate::containerd_config::{
     SHIM_BINARY, detect, plan_install,
 };
 use crate::host_checks::{self, HostError};
+use crate::input_file::{InputError, Links, POLICY_CAP, read_capped};
 use crate::install_audit::AuditLog;
 use crate::lock::LockError;
 use crate::paths;
 use crate::restart::RestartMethod;
-use crate::state::{Phase, State, StateError, StateStore};
+use crate::state::{Phase, Scope, State, StateError, StateStore};
+use crate::trusted_path::{self, TrustError};
 
 /// Room kept free beside the shim on its file system, in bytes.
 const SPACE_MARGIN: u64 = 1 << 20;
@@ -38,6 +40,10 @@ pub enum Refusal {
     State(#[from] StateError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error(
         "{source}; the shim refuses every workload while its policy does not load: fix it \
          first (`warden policy check --policy FILE`)"
@@ -82,6 +88,82 @@ pub struct Node {
     /// Where the containerd major version came from, if known.
     pub containerd: Option<String>,
     pub notes: Vec<String>,
+    /// Config files that are symlinks, and where they really point (node paths).
+    pub links: Vec<ConfigLink>,
+}
+
+/// A config file that is a symlink: warden reads and writes the file it points to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigLink {
+    pub path: PathBuf,
+    pub target: PathBuf,
+}
+
+impl ConfigLink {
+    pub fn describe(&self) -> String {
+        format!(
+            "symlink: {} points to {} (warden reads and writes {})",
+            self.path.display(),
+            self.target.display(),
+            self.target.display()
+        )
+    }
+}
+
+/// The config files among `paths` that are symlinks, with the file each really points to.
+pub fn config_links<'p>(root: &Path, paths: impl IntoIterator<Item = &'p Path>) -> Vec<ConfigLink> {
+    let mut links: Vec<ConfigLink> = Vec::new();
+    for path in paths {
+        let host = host_path(root, path);
+        let is_link = host
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link || links.iter().any(|l| l.path == path) {
+            continue;
+        }
+        let target = super::apply::to_node(root, &paths::write_target(root, path));
+        links.push(ConfigLink {
+            path: path.to_path_buf(),
+            target,
+        });
+    }
+    links
+}
+
+/// The paths a run with `args` manages on a node laid out as `layout`: what a state may
+/// name.
+pub fn scope(args: &NodeArgs, layout: &NodeLayout) -> Scope {
+    let mut config_files = vec![layout.config_path.clone()];
+    if layout.target.path() != layout.config_path {
+        config_files.push(layout.target.path().to_path_buf());
+    }
+    Scope {
+        install_dir: args.install_dir.clone(),
+        binary: args.install_dir.join(SHIM_BINARY),
+        config_files,
+    }
+}
+
+/// Refuses a state dir (or a parent) that another user could write, before its state, lock
+/// or backups are read.
+pub fn check_state_dir(args: &NodeArgs) -> Result<(), Refusal> {
+    trusted_path::check_dir("state dir", &host_path(&args.root, &args.state_dir))?;
+    Ok(())
+}
+
+/// Refuses an audit log dir (or a parent) that another user could write.
+pub fn check_audit_dir(args: &NodeArgs) -> Result<(), Refusal> {
+    let log = host_path(&args.root, &args.audit_log);
+    trusted_path::check_dir("audit log dir", log.parent().unwrap_or(Path::new("/")))?;
+    Ok(())
+}
+
+/// Refuses to write a config file whose directory (where a symlink really leads) another
+/// user could write.
+pub fn check_config_dir(root: &Path, node_path: &Path) -> Result<(), Refusal> {
+    let target = paths::write_target(root, node_path);
+    trusted_path::check_dir("config dir", target.parent().unwrap_or(Path::new("/")))?;
+    Ok(())
 }
 
 /// The state dir and the audit log of a run, under `--root`.
@@ -134,6 +216,15 @@ impl Node {
                 state: args.state_dir.clone(),
             });
         }
+        if let Some(state) = prior {
+            store(args).validate(state, &scope(args, &layout))?;
+        }
+        let links = config_links(
+            &root,
+            [layout.config_path.as_path(), layout.target.path()]
+                .into_iter()
+                .chain(plan.changes.iter().map(|c| c.path.as_path())),
+        );
         let restart = RestartMethod::choose(args.restart_command.as_deref(), &root);
         let socket = socket(args, &root, &layout);
         let node = Node {
@@ -147,7 +238,9 @@ impl Node {
             socket,
             containerd,
             notes,
+            links,
         };
+        node.check_trusted(args)?;
         if !node.is_noop(prior) {
             node.check_writable(args)?;
             node.check_restart(prior)?;
@@ -205,6 +298,20 @@ impl Node {
         Ok(())
     }
 
+    /// Refuses every directory this run would write into (and its parents) that another
+    /// user could write: the install dir, each config file's (where a symlink leads), the
+    /// state dir and the audit log's.
+    fn check_trusted(&self, args: &NodeArgs) -> Result<(), Refusal> {
+        trusted_path::check_dir("install dir", &self.host(&args.install_dir))?;
+        for change in &self.plan.changes {
+            check_config_dir(&self.root, &change.path)?;
+        }
+        check_config_dir(&self.root, self.layout.target.path())?;
+        check_state_dir(args)?;
+        check_audit_dir(args)?;
+        Ok(())
+    }
+
     fn check_restart(&self, prior: Option<&State>) -> Result<(), Refusal> {
         if let (Some(unit), RestartMethod::Unavailable { reason }) =
             (self.restart_unit(prior), &self.restart)
@@ -233,9 +340,21 @@ pub fn detect_layout(
     Ok((layout, containerd, notes))
 }
 
-/// The node policy must load (an absent one is the built-in `strict`).
+/// The node policy must load (an absent one is the built-in `strict`). It is read as a
+/// regular file of at most [`POLICY_CAP`] bytes: a FIFO or a device is refused by type.
 fn check_policy(args: &NodeArgs) -> Result<(), Refusal> {
-    Policy::load_or_strict(host_path(&args.root, &args.policy))
+    let path = host_path(&args.root, &args.policy);
+    let Some(bytes) = read_capped("policy", &path, POLICY_CAP, Links::Follow)? else {
+        return Ok(());
+    };
+    let file = path.display().to_string();
+    let text = String::from_utf8(bytes).map_err(|_| Refusal::Policy {
+        source: PolicyError::Read {
+            file: file.clone(),
+            error: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
+        },
+    })?;
+    Policy::parse(&text, file)
         .map(|_| ())
         .map_err(|source| Refusal::Policy { source })
 }
@@ -324,6 +443,8 @@ fn grpc_address(root: &Path, config: &Path) -> Option<PathBuf> {
 #[derive(Debug, Serialize)]
 pub struct NodeFacts<'a> {
     pub layout: &'a NodeLayout,
+    /// Config files that are symlinks, and where they point.
+    pub symlinks: &'a [ConfigLink],
     pub containerd: Option<&'a str>,
     pub socket: &'a Path,
     pub shim: &'a Shim,
@@ -335,6 +456,7 @@ impl Node {
     pub fn facts(&self) -> NodeFacts<'_> {
         NodeFacts {
             layout: &self.layout,
+            symlinks: &self.links,
             containerd: self.containerd.as_deref(),
             socket: &self.socket,
             shim: &self.shim,

@@ -12,6 +12,7 @@ use super::outcome::Outcome;
 /// `warden plan`.
 pub fn plan(args: &PlanArgs) -> Result<Outcome> {
     context::check_root(&args.node)?;
+    context::check_state_dir(&args.node)?;
     let store = context::store(&args.node);
     let prior = store.load().map_err(Refusal::from)?;
     let node = Node::inspect(&args.node, prior.as_ref())?;
@@ -34,6 +35,7 @@ pub fn plan(args: &PlanArgs) -> Result<Outcome> {
         .map(|unit| node.restart.describe(unit));
 
     let mut lines: Vec<String> = node.layout.summary().lines().map(str::to_owned).collect();
+    lines.extend(node.links.iter().map(|l| l.describe()));
     lines.push(format!("containerd socket: {}", node.socket.display()));
     lines.push(String::new());
     lines.push(node.binary_action.describe(&node.binary, &node.shim));

@@ -79,9 +79,9 @@ impl Run<'_> {
             Original::Absent => {
                 atomic_write::remove_durable(&host)?;
             }
-            Original::Saved { digest, backup } => {
+            Original::Saved { digest, backup, .. } => {
                 let bytes = self.store.read_backup(digest, backup)?;
-                let mode = FileMode::of(&host)?.unwrap_or(FileMode::new(0o644));
+                let mode = entry.before.restore_mode(FileMode::of(&host)?, 0o644);
                 atomic_write::write_atomic(&host, &bytes, mode, &|| {})?;
             }
             Original::Unknown => return Ok(None),

@@ -33,12 +33,9 @@ use crate::state::{FileRecord, Original, Phase, RestartRecord, State, StateStore
 pub fn uninstall(args: &UninstallArgs) -> Result<Outcome> {
     let node = &args.node;
     context::check_root(node)?;
+    context::check_state_dir(node)?;
     let store = context::store(node);
-    if store
-        .read_raw()
-        .context("cannot read the state file")?
-        .is_none()
-    {
+    if store.read_raw().map_err(Refusal::from)?.is_none() {
         return Ok(nothing_recorded(args, &store));
     }
     let _lock = HostLock::exclusive(store.dir(), node.lock_timeout(), &mut lock::tell_waiting)
@@ -46,6 +43,7 @@ pub fn uninstall(args: &UninstallArgs) -> Result<Outcome> {
     let Some(mut state) = store.load().map_err(Refusal::from)? else {
         return Ok(nothing_recorded(args, &store));
     };
+    check_state(args, &store, &state)?;
     if state.phase != Phase::Uninstalling {
         // A pending restart of an install is about warden's config, which this run takes
         // back out: containerd is restarted below only if a file changes now.
@@ -63,6 +61,44 @@ pub fn uninstall(args: &UninstallArgs) -> Result<Outcome> {
     };
     run.check_restart_possible()?;
     run.remove()
+}
+
+/// Before anything is touched: every path the state names is one this run manages (what
+/// detection finds on the node, not what the state says), the unit it restarts is the
+/// one detection finds, and every directory uninstall writes into is trusted.
+fn check_state(args: &UninstallArgs, store: &StateStore, state: &State) -> Result<()> {
+    let node = &args.node;
+    let (layout, _, _) = context::detect_layout(node).map_err(|e| {
+        anyhow::Error::new(Refusal::from(e)).context(
+            "uninstall checks the state's paths against the containerd config it detects, \
+             and detection failed (pass --config and --distribution as at install)",
+        )
+    })?;
+    store
+        .validate(state, &context::scope(node, &layout))
+        .map_err(Refusal::from)?;
+    if state.restart_unit.is_some() && state.restart_unit != layout.restart_unit {
+        return Err(Refusal::from(crate::state::StateError::Outside {
+            path: store.state_path(),
+            field: "restart_unit".to_owned(),
+            value: state.restart_unit.clone().unwrap_or_default(),
+            reason: format!(
+                "detection says containerd is restarted as {}",
+                layout.restart_unit.as_deref().unwrap_or("nothing")
+            ),
+            scope: "the unit detection finds".to_owned(),
+        })
+        .into());
+    }
+    if state.binary.is_some() {
+        crate::trusted_path::check_dir("install dir", &host_path(&node.root, &node.install_dir))
+            .map_err(Refusal::from)?;
+    }
+    for record in &state.files {
+        context::check_config_dir(&node.root, &record.path)?;
+    }
+    context::check_audit_dir(node)?;
+    Ok(())
 }
 
 /// No state: nothing is proven to be warden's, so nothing is touched.
@@ -137,6 +173,23 @@ impl Removal<'_> {
     }
 
     fn remove(mut self) -> Result<Outcome> {
+        let mut dirs = vec![
+            self.store.dir().to_path_buf(),
+            self.store.dir().join(crate::state::BACKUP_DIR),
+        ];
+        if let Some(binary) = &self.state.binary
+            && let Some(dir) = binary.path.parent()
+        {
+            dirs.push(host_path(self.root(), dir));
+        }
+        for record in &self.state.files {
+            let host = paths::write_target(self.root(), &record.path);
+            if let Some(dir) = host.parent() {
+                dirs.push(dir.to_path_buf());
+            }
+        }
+        let cleaned = super::apply::sweep(self.root(), &dirs)?;
+        self.lines.extend(cleaned);
         self.state.enter(Phase::Uninstalling);
         self.save()?;
         crash_hook::reached(crash_hook::UNINSTALLING);
@@ -233,8 +286,9 @@ impl Removal<'_> {
                     format!("removed {} (warden created it)", path.display()),
                 )
             }
-            (Original::Saved { digest, backup }, true) => {
+            (Original::Saved { digest, backup, .. }, true) => {
                 let original = self.store.read_backup(digest, backup)?;
+                let mode = record.original.restore_mode(Some(mode), 0o644);
                 atomic_write::write_atomic(&host, &original, mode, &|| {})?;
                 (
                     Some(digest.clone()),
@@ -333,9 +387,9 @@ impl Removal<'_> {
                     atomic_write::remove_durable(&host)?;
                     Some((None, format!("removed {path}")))
                 }
-                Original::Saved { digest, backup } => {
+                Original::Saved { digest, backup, .. } => {
                     let bytes = self.store.read_backup(digest, backup)?;
-                    let mode = FileMode::of(&host)?.unwrap_or(FileMode::new(0o755));
+                    let mode = record.original.restore_mode(FileMode::of(&host)?, 0o755);
                     atomic_write::write_atomic(&host, &bytes, mode, &|| {})?;
                     Some((
                         Some(digest.clone()),

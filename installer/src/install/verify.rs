@@ -40,6 +40,7 @@ fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
 pub fn verify(args: &VerifyArgs) -> Result<Outcome> {
     let node = &args.node;
     context::check_root(node)?;
+    context::check_state_dir(node)?;
     let store = context::store(node);
     let _shared =
         HostLock::shared_if_present(store.dir(), node.lock_timeout(), &mut lock::tell_waiting)
@@ -54,7 +55,14 @@ pub fn verify(args: &VerifyArgs) -> Result<Outcome> {
                 store.dir().display()
             ),
         )),
-        Some(state) => disk_checks(args, &state, &mut checks),
+        Some(state) => {
+            if let Ok((layout, _, _)) = context::detect_layout(node) {
+                store
+                    .validate(&state, &context::scope(node, &layout))
+                    .map_err(Refusal::from)?;
+            }
+            disk_checks(args, &state, &mut checks)
+        }
     }
     let ok = checks.iter().all(|c| c.ok);
     let mut lines: Vec<String> = checks
