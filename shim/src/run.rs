@@ -96,10 +96,84 @@ impl LimitHit {
     }
 }
 
-/// Bounds linear memory across all of the instance's memories.
+/// What one table element is charged against `limits.memory`, in bytes. Wasmtime stores a
+/// table element as a pointer-sized value (its `ResourceLimiter::table_growing` docs: "each
+/// table element requires a pointer's worth of space"; funcref tables hold
+/// `Option<NonNull<VMFuncRef>>`, GC-reference tables a 4-byte `VMGcRef`), and a growable
+/// table is a `Vec` that is committed (filled) when it grows. 8 bytes is exact for funcref
+/// tables on 64-bit hosts and an upper bound for the others.
+pub const TABLE_ELEMENT_BYTES: u64 = 8;
+
+/// Store-wide counts, whatever the profile says. Wasmtime's defaults are 10,000 of each; a
+/// real module has one or two memories and tables, a component a few per core instance, so
+/// these leave generous room while bounding what a hostile module can make wasmtime reserve:
+/// each linear memory is a 4 GiB + 32 MiB virtual reservation (see `engine::config`), so 100
+/// memories are 400 GiB of address space, far from the 128 TiB a process has and from
+/// `vm.max_map_count`.
+pub const MAX_INSTANCES: usize = 1_000;
+/// See [`MAX_INSTANCES`].
+pub const MAX_TABLES: usize = 1_000;
+/// See [`MAX_INSTANCES`].
+pub const MAX_MEMORIES: usize = 100;
+
+/// Bounds the whole store: the sum of all linear memories (every memory of every core
+/// instance, including a GC heap, which wasmtime also grows through the limiter) and all
+/// tables at [`TABLE_ELEMENT_BYTES`] per element, against `limits.memory`.
+///
+/// Wasmtime calls `memory_growing`/`table_growing` for the initial allocation too (with
+/// `current` 0) and for every later growth, so charging `desired - current` each time keeps a
+/// running total. Growth past a memory's or table's own declared maximum is answered
+/// `Ok(false)` before charging (the spec's -1, the guest continues). A grow that would pass
+/// `limits.memory` is an error: the guest traps, the run ends as `Limit(Memory)` (exit 135),
+/// also when it happens while instantiating.
+///
+/// Nothing is credited back: a growth the limiter allowed can still fail inside wasmtime
+/// (the OS refusing memory), and `memory_grow_failed` is also called for failures the limiter
+/// never saw, so crediting there could be abused to reset the count. Over-counting in that
+/// rare case only makes the bound stricter. Memories and tables are never freed while the
+/// store lives. Shared memories bypass the limiter in wasmtime, which is why the engine
+/// disables the threads proposal.
 struct MemoryLimiter {
     limit: Option<u64>,
+    memory_bytes: u64,
+    table_bytes: u64,
     hit: LimitHit,
+}
+
+impl MemoryLimiter {
+    fn new(limit: Option<u64>, hit: LimitHit) -> Self {
+        MemoryLimiter {
+            limit,
+            memory_bytes: 0,
+            table_bytes: 0,
+            hit,
+        }
+    }
+
+    /// Charges `delta` more bytes, or refuses (recording the limit) if the total would pass
+    /// the limit. `what` describes the request for the message.
+    fn charge(&mut self, delta: u64, what: impl FnOnce() -> String) -> wasmtime::Result<()> {
+        let total = self
+            .memory_bytes
+            .saturating_add(self.table_bytes)
+            .saturating_add(delta);
+        if let Some(limit) = self.limit
+            && total > limit
+        {
+            let msg = format!(
+                "{} refused: memories and tables would total {total} bytes, the limit is \
+                 {limit} bytes",
+                what()
+            );
+            self.hit.set(LimitKind::Memory, msg.clone());
+            wasmtime::bail!("{msg}");
+        }
+        Ok(())
+    }
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -109,25 +183,47 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if let Some(limit) = self.limit
-            && desired as u64 > limit
-        {
-            let msg = format!(
-                "memory grow from {current} to {desired} bytes refused: the limit is {limit} bytes"
-            );
-            self.hit.set(LimitKind::Memory, msg.clone());
-            wasmtime::bail!("{msg}");
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
         }
-        Ok(maximum.is_none_or(|m| desired <= m))
+        let delta = to_u64(desired.saturating_sub(current));
+        self.charge(delta, || {
+            format!("memory grow from {current} to {desired} bytes")
+        })?;
+        self.memory_bytes = self.memory_bytes.saturating_add(delta);
+        Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(maximum.is_none_or(|m| desired <= m))
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
+        let delta = to_u64(desired.saturating_sub(current)).saturating_mul(TABLE_ELEMENT_BYTES);
+        self.charge(delta, || {
+            format!(
+                "table grow from {current} to {desired} elements ({TABLE_ELEMENT_BYTES} bytes \
+                 each)"
+            )
+        })?;
+        self.table_bytes = self.table_bytes.saturating_add(delta);
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -154,10 +250,7 @@ impl WasiView for P2State {
 /// Runs `program` to completion under `limits`.
 pub fn run(engine: &Engine, program: Program, wasi: WasiCtxBuilder, limits: &Limits) -> Outcome {
     let hit = LimitHit::default();
-    let limiter = MemoryLimiter {
-        limit: limits.memory,
-        hit: hit.clone(),
-    };
+    let limiter = MemoryLimiter::new(limits.memory, hit.clone());
     let started = Instant::now();
     let result = match program {
         Program::Module(m) => run_module(engine, &m, wasi, limiter, limits, &hit, started),
@@ -165,7 +258,12 @@ pub fn run(engine: &Engine, program: Program, wasi: WasiCtxBuilder, limits: &Lim
     };
     match result {
         Ok(code) => Outcome::Exited(code),
-        Err(RunError::Setup(e)) => Outcome::SetupFailed(format!("{e:#}")),
+        // A limit refused at instantiation (an initial memory or table too big) surfaces as an
+        // instantiation error, which for components is a setup error.
+        Err(RunError::Setup(e)) => match hit.get() {
+            Some((kind, msg)) => Outcome::Limit(kind, msg),
+            None => Outcome::SetupFailed(format!("{e:#}")),
+        },
         Err(RunError::Guest(e)) => classify_error(&e, &hit),
     }
 }
@@ -524,5 +622,165 @@ mod tests {
             run(&engine, Program::Module(module), wasi, &grants.limits),
             Outcome::Exited(10)
         );
+    }
+
+    // --- limits.memory over the whole store -------------------------------------------------
+
+    fn mem_limit(bytes: u64) -> Limits {
+        Limits {
+            memory: Some(bytes),
+            ..Default::default()
+        }
+    }
+
+    /// Four memories of one page each, each grown by `pages` (64 KiB pages) in turn; exits 7
+    /// if a grow returned -1 (so a refusal that merely fails the grow is told apart).
+    fn four_memories_grown_by(pages: u32) -> String {
+        let grows: String = (0..4)
+            .map(|i| {
+                format!(
+                    "(if (i32.eq (memory.grow {i} (i32.const {pages})) (i32.const -1)) \
+                     (then (call $exit (i32.const 7))))"
+                )
+            })
+            .collect();
+        format!(
+            r#"(module
+                (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                (memory (export "memory") 1) (memory 1) (memory 1) (memory 1)
+                (func (export "_start") {grows}))"#
+        )
+    }
+
+    #[test]
+    fn four_memories_together_past_the_limit_stop_the_guest() {
+        // 4 x 6.25 MiB (100 pages) under 8 MiB: each alone fits, together they do not.
+        let o = run_wat(&four_memories_grown_by(99), &mem_limit(8 << 20));
+        let Outcome::Limit(LimitKind::Memory, msg) = &o else {
+            panic!("{o:?}")
+        };
+        assert!(msg.contains("memory grow"), "{msg}");
+        assert_eq!(o.exit_code(), exit_code::MEMORY_LIMIT);
+    }
+
+    #[test]
+    fn four_memories_together_within_the_limit_run() {
+        // 4 x 1.5 MiB (24 pages) = 6 MiB under 8 MiB.
+        let o = run_wat(&four_memories_grown_by(23), &mem_limit(8 << 20));
+        assert_eq!(o, Outcome::Exited(0));
+    }
+
+    #[test]
+    fn initial_memories_past_the_limit_are_the_memory_limit() {
+        // 4 x 100 pages declared: refused while instantiating, before `_start` runs.
+        let o = run_wat(
+            r#"(module (memory 100) (memory 100) (memory 100) (memory 100)
+                (func (export "_start")))"#,
+            &mem_limit(8 << 20),
+        );
+        assert!(matches!(o, Outcome::Limit(LimitKind::Memory, _)), "{o:?}");
+        assert_eq!(o.exit_code(), exit_code::MEMORY_LIMIT);
+    }
+
+    #[test]
+    fn an_initial_table_past_the_limit_is_the_memory_limit() {
+        // 2,000,000 funcref elements = 16 MB at 8 bytes each.
+        let o = run_wat(
+            r#"(module (table 2000000 funcref) (func (export "_start")))"#,
+            &mem_limit(8 << 20),
+        );
+        assert!(matches!(o, Outcome::Limit(LimitKind::Memory, _)), "{o:?}");
+    }
+
+    /// Resident set size of this process, in bytes.
+    fn rss() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+    }
+
+    const TABLE_GROW_200M: &str = r#"(module
+        (table 1 funcref)
+        (func (export "_start")
+            (drop (table.grow (ref.null func) (i32.const 200000000)))))"#;
+
+    #[test]
+    fn growing_a_table_by_200_million_stops_the_guest_without_committing_it() {
+        let before = rss();
+        let t = Instant::now();
+        let o = run_wat(TABLE_GROW_200M, &mem_limit(8 << 20));
+        let grew = rss().saturating_sub(before);
+        let Outcome::Limit(LimitKind::Memory, msg) = &o else {
+            panic!("{o:?}")
+        };
+        assert!(msg.contains("table grow"), "{msg}");
+        assert_eq!(o.exit_code(), exit_code::MEMORY_LIMIT);
+        // 200M elements would be 1.6 GB; other tests run alongside, so allow some noise.
+        assert!(grew < 256 << 20, "RSS grew by {grew} bytes");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_small_table_grow_within_the_limit_works() {
+        // Grows by 1000 and checks the new size; exits 7 if table.grow failed.
+        let o = run_wat(
+            r#"(module
+                (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                (table 1 funcref)
+                (func (export "_start")
+                    (if (i32.ne (table.grow (ref.null func) (i32.const 1000)) (i32.const 1))
+                        (then (call $exit (i32.const 7))))
+                    (if (i32.ne (table.size) (i32.const 1001))
+                        (then (call $exit (i32.const 8))))))"#,
+            &mem_limit(8 << 20),
+        );
+        assert_eq!(o, Outcome::Exited(0));
+    }
+
+    #[test]
+    fn memories_and_tables_count_against_one_limit() {
+        // 100 pages (6.25 MiB) of memory fit, 300,000 table elements (2.4 MB) fit, both don't.
+        let wat = r#"(module
+            (memory 100)
+            (table 1 funcref)
+            (func (export "_start")
+                (drop (table.grow (ref.null func) (i32.const 300000)))))"#;
+        let o = run_wat(wat, &mem_limit(8 << 20));
+        assert!(matches!(o, Outcome::Limit(LimitKind::Memory, _)), "{o:?}");
+        assert_eq!(run_wat(wat, &mem_limit(9 << 20)), Outcome::Exited(0));
+    }
+
+    #[test]
+    fn growing_past_a_declared_maximum_fails_the_grow_not_the_guest() {
+        // The spec's -1 (the guest goes on), not the profile's limit.
+        let o = run_wat(
+            r#"(module
+                (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                (memory (export "memory") 1 2) (table 1 2 funcref)
+                (func (export "_start")
+                    (if (i32.ne (memory.grow (i32.const 5)) (i32.const -1))
+                        (then (call $exit (i32.const 7))))
+                    (if (i32.ne (table.grow (ref.null func) (i32.const 5)) (i32.const -1))
+                        (then (call $exit (i32.const 8))))
+                    (call $exit (i32.const 3))))"#,
+            &mem_limit(8 << 20),
+        );
+        assert_eq!(o, Outcome::Exited(3));
+    }
+
+    #[test]
+    fn the_store_bounds_how_many_memories_there_are() {
+        // A module may declare at most 100 memories (wasmparser's own limit), so the store's
+        // count shows with several instances, as in a component: 60 + 60 > MAX_MEMORIES.
+        let engine = new_engine().unwrap();
+        let memories = "(memory 0) ".repeat(60);
+        let module = Module::new(&engine, format!("(module {memories})")).unwrap();
+        let mut store = Store::new(&engine, MemoryLimiter::new(None, LimitHit::default()));
+        store.limiter(|l| l);
+        let linker: Linker<MemoryLimiter> = Linker::new(&engine);
+        linker.instantiate(&mut store, &module).unwrap();
+        let err = linker.instantiate(&mut store, &module).unwrap_err();
+        assert!(format!("{err:#}").contains("memory count"), "{err:#}");
     }
 }
