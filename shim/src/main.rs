@@ -21,6 +21,7 @@ mod pid_fd;
 mod run;
 mod settings;
 mod wasi_ctx;
+mod watchdog;
 
 use containerd_shimkit::sandbox::cli::{Version, shim_main};
 

@@ -16,8 +16,9 @@ use wasmtime::{
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::engine::EPOCH_TICK;
 use crate::exit_code;
+pub use crate::watchdog::OnForcedStop;
+use crate::watchdog::{self, ForcedStop, Watch};
 
 /// Which limit stopped a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,14 +249,65 @@ impl WasiView for P2State {
 }
 
 /// Runs `program` to completion under `limits`.
+///
+/// Time limits stop a guest only while it runs Wasm code; a guest blocked in a host call runs
+/// on. The container's runner uses [`run_with`], which also stops those.
 pub fn run(engine: &Engine, program: Program, wasi: WasiCtxBuilder, limits: &Limits) -> Outcome {
+    run_inner(engine, program, wasi, limits, None)
+}
+
+/// Like [`run`], for the process that exists only to run this guest (the container's runner):
+/// when `limits.deadline` or `limits.cpu_time` is over and the guest has not stopped within
+/// [`watchdog::GRACE`] (it is blocked or busy in a host call), a watchdog thread calls
+/// `on_forced_stop` with the `Outcome::Limit` (write the `limit` audit record and the stderr
+/// message there) and then ends the whole process with `_exit(outcome.exit_code())` (124 or
+/// 152); `run_with` then never returns. Otherwise the outcome is returned as from [`run`],
+/// and `on_forced_stop` is never called: each outcome is reported exactly once.
+///
+/// With `limits.cpu_time` it also sets `RLIMIT_CPU` a second or two past the limit as a
+/// kernel backstop (see [`watchdog::install_cpu_rlimit`]); this changes process-wide state.
+#[allow(
+    dead_code,
+    reason = "the executor switches from `run` to `run_with` on its own branch"
+)]
+pub fn run_with(
+    engine: &Engine,
+    program: Program,
+    wasi: WasiCtxBuilder,
+    limits: &Limits,
+    on_forced_stop: OnForcedStop,
+) -> Outcome {
+    if let Some(cpu) = limits.cpu_time {
+        watchdog::install_cpu_rlimit(cpu);
+    }
+    let forced = ForcedStop::exit_process(on_forced_stop);
+    run_inner(engine, program, wasi, limits, Some(forced))
+}
+
+fn run_inner(
+    engine: &Engine,
+    program: Program,
+    wasi: WasiCtxBuilder,
+    limits: &Limits,
+    forced: Option<ForcedStop>,
+) -> Outcome {
     let hit = LimitHit::default();
     let limiter = MemoryLimiter::new(limits.memory, hit.clone());
     let started = Instant::now();
+    let watch = start_watch(engine, limits, &hit, started, forced);
     let result = match program {
         Program::Module(m) => run_module(engine, &m, wasi, limiter, limits, &hit, started),
         Program::Component(c) => run_component(engine, &c, wasi, limiter, limits, &hit, started),
     };
+    if let Some(watch) = &watch
+        && !watch.finish()
+    {
+        // The watchdog took over: it reports and ends the process; reporting here too would
+        // report twice.
+        loop {
+            std::thread::park();
+        }
+    }
     match result {
         Ok(code) => Outcome::Exited(code),
         // A limit refused at instantiation (an initial memory or table too big) surfaces as an
@@ -266,6 +318,29 @@ pub fn run(engine: &Engine, program: Program, wasi: WasiCtxBuilder, limits: &Lim
         },
         Err(RunError::Guest(e)) => classify_error(&e, &hit),
     }
+}
+
+/// Starts the ticker/watchdog thread when the grants bound time.
+fn start_watch(
+    engine: &Engine,
+    limits: &Limits,
+    hit: &LimitHit,
+    started: Instant,
+    forced: Option<ForcedStop>,
+) -> Option<Watch> {
+    if limits.deadline.is_none() && limits.cpu_time.is_none() {
+        return None;
+    }
+    let (deadline, cpu) = (limits.deadline, limits.cpu_time);
+    let hit = hit.clone();
+    let check = move || {
+        over_limit(deadline, cpu, started).map(|(kind, msg)| watchdog::Over {
+            kind,
+            msg,
+            stopping: hit.get().is_some(),
+        })
+    };
+    Some(Watch::start(engine, check, forced))
 }
 
 enum RunError {
@@ -290,7 +365,7 @@ fn run_module(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    arm_limits(&mut store, engine, limits, hit, started);
+    arm_limits(&mut store, limits, hit, started);
     let instance = linker
         .instantiate(&mut store, module)
         .map_err(RunError::Guest)?;
@@ -323,7 +398,7 @@ fn run_component(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    arm_limits(&mut store, engine, limits, hit, started);
+    arm_limits(&mut store, limits, hit, started);
     let command =
         wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, component, &linker)
             .map_err(|e| {
@@ -340,14 +415,9 @@ fn run_component(
     }
 }
 
-/// Sets the epoch deadline and, when the grants bound time, starts the ticker that drives it.
-fn arm_limits<T: 'static>(
-    store: &mut Store<T>,
-    engine: &Engine,
-    limits: &Limits,
-    hit: &LimitHit,
-    started: Instant,
-) {
+/// Sets fuel and the epoch deadline; the thread that advances the epoch is the watchdog
+/// started by [`run_inner`].
+fn arm_limits<T: 'static>(store: &mut Store<T>, limits: &Limits, hit: &LimitHit, started: Instant) {
     if let Some(fuel) = limits.fuel {
         // Only a metered engine (see `engine::Flavor`) accepts fuel.
         if let Err(e) = store.set_fuel(fuel) {
@@ -367,13 +437,6 @@ fn arm_limits<T: 'static>(
             wasmtime::bail!("{msg}");
         }
         Ok(UpdateDeadline::Continue(1))
-    });
-    let engine = engine.clone();
-    std::thread::spawn(move || {
-        loop {
-            std::thread::sleep(EPOCH_TICK);
-            engine.increment_epoch();
-        }
     });
 }
 
@@ -782,5 +845,193 @@ mod tests {
         linker.instantiate(&mut store, &module).unwrap();
         let err = linker.instantiate(&mut store, &module).unwrap_err();
         assert!(format!("{err:#}").contains("memory count"), "{err:#}");
+    }
+
+    // --- time limits for a guest blocked in a host call -------------------------------------
+
+    /// `poll_oneoff` with one relative monotonic-clock subscription of `nanos`: the guest
+    /// sleeps in the host. The subscription is at 0 (48 bytes), the event at 64, the count at
+    /// 128. Exits with poll_oneoff's errno if it fails, else returns (exit 0).
+    fn sleep_wat(nanos: u64) -> String {
+        format!(
+            r#"(module
+                (import "wasi_snapshot_preview1" "poll_oneoff"
+                    (func $poll (param i32 i32 i32 i32) (result i32)))
+                (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                (memory (export "memory") 1)
+                (func (export "_start") (local $e i32)
+                    (i64.store (i32.const 0) (i64.const 1))           ;; userdata
+                    (i32.store8 (i32.const 8) (i32.const 0))          ;; tag: clock
+                    (i32.store (i32.const 16) (i32.const 1))          ;; id: monotonic
+                    (i64.store (i32.const 24) (i64.const {nanos}))    ;; timeout
+                    (i64.store (i32.const 32) (i64.const 0))          ;; precision
+                    (i32.store16 (i32.const 40) (i32.const 0))        ;; flags: relative
+                    (local.set $e (call $poll (i32.const 0) (i32.const 64) (i32.const 1)
+                        (i32.const 128)))
+                    (if (local.get $e) (then (call $exit (local.get $e))))))"#
+        )
+    }
+
+    #[test]
+    fn a_short_sleep_sleeps_and_returns() {
+        let t = Instant::now();
+        assert_eq!(
+            run_wat(&sleep_wat(50_000_000), &Limits::default()),
+            Outcome::Exited(0)
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(50),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    /// Selects the helper below in a child process of the test binary.
+    const CHILD_ENV: &str = "WARDEN_RUN_WATCHDOG_CHILD";
+    const MARKER: &str = "WARDEN-FORCED-STOP";
+
+    /// Not a test on its own: the parent tests re-run the test binary with only this test and
+    /// `CHILD_ENV` naming a case. It runs the case through `run_with`, whose watchdog may
+    /// `_exit` the process; if the run returns instead, it prints the outcome and exits with
+    /// its status.
+    #[test]
+    fn watchdog_child() {
+        let Ok(case) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let cpu_in = |ms| Some(process_cpu_time() + Duration::from_millis(ms));
+        let (wat, limits) = match case.as_str() {
+            "sleep-deadline" => (
+                sleep_wat(20_000_000_000),
+                Limits {
+                    deadline: Some(Duration::from_millis(500)),
+                    ..Default::default()
+                },
+            ),
+            "spin-deadline" => (
+                SPIN.to_string(),
+                Limits {
+                    deadline: Some(Duration::from_millis(300)),
+                    ..Default::default()
+                },
+            ),
+            "sleep-cpu" => (
+                sleep_wat(1_000_000_000),
+                Limits {
+                    cpu_time: cpu_in(200),
+                    ..Default::default()
+                },
+            ),
+            "spin-cpu" => (
+                SPIN.to_string(),
+                Limits {
+                    cpu_time: cpu_in(300),
+                    ..Default::default()
+                },
+            ),
+            "sleep-host-burns-cpu" => {
+                // Stands in for CPU burnt inside a host call: another thread of the process
+                // spins while the guest sleeps, and CPU time is the process's.
+                std::thread::spawn(|| {
+                    loop {
+                        std::hint::spin_loop();
+                    }
+                });
+                (
+                    sleep_wat(20_000_000_000),
+                    Limits {
+                        cpu_time: cpu_in(300),
+                        ..Default::default()
+                    },
+                )
+            }
+            other => panic!("unknown case {other}"),
+        };
+        let engine = crate::engine::engine_for(crate::engine::Flavor::for_limits(&limits)).unwrap();
+        let module = Module::new(&engine, wat::parse_str(&wat).unwrap()).unwrap();
+        let o = run_with(
+            &engine,
+            Program::Module(module),
+            WasiCtxBuilder::new(),
+            &limits,
+            Box::new(|o: &Outcome| {
+                eprintln!("{MARKER} {} {:?}", o.exit_code(), o.message());
+            }),
+        );
+        eprintln!("RUN RETURNED {o:?}");
+        std::process::exit(o.exit_code());
+    }
+
+    /// Runs `case` in a child; returns its exit status, its stderr and how long it took.
+    fn child(case: &str) -> (Option<i32>, String, Duration) {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        let t = Instant::now();
+        let mut c = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "run::tests::watchdog_child", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(CHILD_ENV, case)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                break s;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("case {case} still running after 10s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (status.code(), err, t.elapsed())
+    }
+
+    #[test]
+    fn a_guest_sleeping_past_the_deadline_is_ended_with_124() {
+        let (code, err, took) = child("sleep-deadline");
+        assert_eq!(code, Some(exit_code::DEADLINE), "{err}");
+        assert!(err.contains(&format!("{MARKER} 124")), "{err}");
+        assert!(err.contains("limits.deadline"), "{err}");
+        assert!(!err.contains("RUN RETURNED"), "{err}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[test]
+    fn a_spinning_guest_past_the_deadline_stops_the_normal_way() {
+        let (code, err, _) = child("spin-deadline");
+        assert_eq!(code, Some(exit_code::DEADLINE), "{err}");
+        assert!(err.contains("RUN RETURNED Limit(Deadline"), "{err}");
+        assert!(!err.contains(MARKER), "reported twice: {err}");
+    }
+
+    #[test]
+    fn a_sleeping_guest_uses_no_cpu_time_and_is_not_stopped() {
+        let (code, err, _) = child("sleep-cpu");
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.contains("RUN RETURNED Exited(0)"), "{err}");
+        assert!(!err.contains(MARKER), "{err}");
+    }
+
+    #[test]
+    fn a_spinning_guest_past_the_cpu_time_stops_the_normal_way() {
+        let (code, err, _) = child("spin-cpu");
+        assert_eq!(code, Some(exit_code::CPU_TIME), "{err}");
+        assert!(err.contains("RUN RETURNED Limit(CpuTime"), "{err}");
+        assert!(!err.contains(MARKER), "reported twice: {err}");
+    }
+
+    #[test]
+    fn cpu_burnt_outside_wasm_past_the_cpu_time_ends_the_process_with_152() {
+        let (code, err, took) = child("sleep-host-burns-cpu");
+        assert_eq!(code, Some(exit_code::CPU_TIME), "{err}");
+        assert!(err.contains(&format!("{MARKER} 152")), "{err}");
+        assert!(err.contains("limits.cpu_time"), "{err}");
+        assert!(!err.contains("RUN RETURNED"), "{err}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
     }
 }
