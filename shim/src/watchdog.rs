@@ -50,7 +50,8 @@ pub struct Over {
 /// if the guest's own thread is blocked holding the stderr lock on a full pipe).
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Called once, on the watchdog's thread, with the limit outcome, just before the process is
+/// Called at most once, on a thread the watchdog starts (given [`REPORT_TIMEOUT`] to finish),
+/// with the limit outcome, just before the process is
 /// ended: the executor writes the `limit` audit record and the stderr message here.
 pub type OnForcedStop = Box<dyn Fn(&Outcome) + Send + Sync>;
 
