@@ -32,9 +32,26 @@ impl Flavor {
 
 pub fn config(flavor: Flavor) -> Config {
     let mut config = Config::new();
-    // Deadlines and CPU-time bounds interrupt guest code at epoch checks.
+    // Deadlines and CPU-time bounds interrupt guest code at epoch checks (driven by the
+    // watchdog thread in `watchdog.rs`, which also stops a guest blocked in a host call).
     config.epoch_interruption(true);
     config.consume_fuel(flavor == Flavor::Metered);
+    // No shared memories: wasmtime does not consult the store's `ResourceLimiter` when a
+    // shared memory grows, so one would escape `limits.memory` (see `run::MemoryLimiter`).
+    // Warden provides no wasi-threads, so nothing legitimate needs them; a module declaring
+    // a shared memory or atomics-with-threads fails to compile, on the host side.
+    config.wasm_threads(false);
+    // Settings deliberately left at wasmtime's defaults:
+    // - `memory_reservation` (4 GiB), `memory_guard_size` (32 MiB) and
+    //   `memory_reservation_for_growth` (2 GiB) are address space, not memory: nothing is
+    //   committed until the guest touches pages inside its accessible size, which the limiter
+    //   bounds, and the store-wide count of memories (`run::MAX_MEMORIES`) bounds the total
+    //   reservation. They also let Cranelift drop bounds checks for 32-bit memories.
+    // - `max_wasm_stack` (512 KiB): deep recursion traps as a stack overflow well inside the
+    //   runner thread's stack; raising it would only let a guest use more host stack.
+    // - the on-demand allocator (not pooling): one store per process, nothing to pool.
+    // - multi-memory, memory64, reference types, GC are on by default; all their memories,
+    //   tables and the GC heap grow through the limiter, so `limits.memory` covers them.
     config
 }
 
@@ -92,5 +109,13 @@ mod tests {
         assert_ne!(compat_key(&a), compat_key(&b));
         let metered = engine_for(Flavor::Metered).unwrap();
         assert_ne!(compat_key(&a), compat_key(&metered));
+    }
+
+    #[test]
+    fn a_shared_memory_is_refused() {
+        // Wasmtime does not ask the store's limiter when a shared memory grows.
+        let engine = new_engine().unwrap();
+        assert!(wasmtime::Module::new(&engine, "(module (memory 1 2 shared))").is_err());
+        assert!(wasmtime::Module::new(&engine, "(module (memory 1 2))").is_ok());
     }
 }

@@ -25,6 +25,7 @@ mod run;
 mod safe_open;
 mod settings;
 mod wasi_ctx;
+mod watchdog;
 
 use containerd_shimkit::sandbox::cli::{Version, shim_main};
 
