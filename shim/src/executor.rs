@@ -21,7 +21,7 @@ use wasmtime::{Engine, Module};
 
 use crate::launch::{WasmWorkload, Workload};
 use crate::run::{Outcome, Program};
-use crate::{audit, engine, run, wasi_ctx};
+use crate::{audit, dns, engine, run, wasi_ctx};
 
 #[derive(Clone)]
 pub struct WardenExecutor(Arc<Workload>);
@@ -130,9 +130,17 @@ fn run_wasm(
         Ok(p) => p,
         Err(e) => return Outcome::SetupFailed(format!("{e:#}")),
     };
+    // TODO(dns wiring): the `ResolverConfig` the host side built for this container
+    // (`dns::ResolverConfig::for_container`), carried in the workload. Until then names do
+    // not resolve (no nameservers, no static entries); IP literals still do.
+    let lookup = dns::NameLookup::new(
+        dns::ResolverConfig::default(),
+        &grants.network,
+        on_deny.clone(),
+    );
     let wasi = match wasi_ctx::builder(grants, args, on_deny) {
         Ok(w) => w,
         Err(e) => return Outcome::SetupFailed(format!("{e:#}")),
     };
-    run::run(&engine, program, wasi, &grants.limits)
+    run::run(&engine, program, wasi, lookup, &grants.limits)
 }

@@ -17,7 +17,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::engine::EPOCH_TICK;
-use crate::exit_code;
+use crate::{dns, exit_code};
 
 /// Which limit stopped a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +140,8 @@ struct P2State {
     ctx: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    /// Name lookup for `wasi:sockets/ip-name-lookup` (see `dns`).
+    dns: dns::NameLookup,
 }
 
 impl WasiView for P2State {
@@ -151,8 +153,23 @@ impl WasiView for P2State {
     }
 }
 
-/// Runs `program` to completion under `limits`.
-pub fn run(engine: &Engine, program: Program, wasi: WasiCtxBuilder, limits: &Limits) -> Outcome {
+impl dns::DnsView for P2State {
+    fn dns(&mut self) -> dns::DnsCtxView<'_> {
+        dns::DnsCtxView {
+            lookup: &self.dns,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Runs `program` to completion under `limits`. Components look names up with `dns`.
+pub fn run(
+    engine: &Engine,
+    program: Program,
+    wasi: WasiCtxBuilder,
+    dns: dns::NameLookup,
+    limits: &Limits,
+) -> Outcome {
     let hit = LimitHit::default();
     let limiter = MemoryLimiter {
         limit: limits.memory,
@@ -161,7 +178,9 @@ pub fn run(engine: &Engine, program: Program, wasi: WasiCtxBuilder, limits: &Lim
     let started = Instant::now();
     let result = match program {
         Program::Module(m) => run_module(engine, &m, wasi, limiter, limits, &hit, started),
-        Program::Component(c) => run_component(engine, &c, wasi, limiter, limits, &hit, started),
+        Program::Component(c) => {
+            run_component(engine, &c, wasi, dns, limiter, limits, &hit, started)
+        }
     };
     match result {
         Ok(code) => Outcome::Exited(code),
@@ -205,10 +224,12 @@ fn run_module(
     Ok(0)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_component(
     engine: &Engine,
     component: &Component,
     mut wasi: WasiCtxBuilder,
+    dns: dns::NameLookup,
     limiter: MemoryLimiter,
     limits: &Limits,
     hit: &LimitHit,
@@ -218,10 +239,13 @@ fn run_component(
     // `wasi:cli/exit.exit` carries only ok/err (status 0 or 1); components that call
     // `exit-with-code` (WASI 0.2.12) get their exact status through as `I32Exit`.
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RunError::Setup)?;
+    // Replaces wasmtime-wasi's name lookup (getaddrinfo in the image's root).
+    dns::add_to_linker(&mut linker).map_err(RunError::Setup)?;
     let state = P2State {
         ctx: wasi.build(),
         table: ResourceTable::new(),
         limiter,
+        dns,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -354,7 +378,13 @@ mod tests {
         let engine = crate::engine::engine_for(crate::engine::Flavor::for_limits(limits)).unwrap();
         let module = Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
         let wasi = WasiCtxBuilder::new();
-        run(&engine, Program::Module(module), wasi, limits)
+        run(
+            &engine,
+            Program::Module(module),
+            wasi,
+            dns::NameLookup::disabled(),
+            limits,
+        )
     }
 
     const EXIT_42: &str = r#"(module
@@ -475,6 +505,7 @@ mod tests {
             &engine,
             Program::Component(component),
             WasiCtxBuilder::new(),
+            dns::NameLookup::disabled(),
             &Limits::default(),
         );
         let Outcome::SetupFailed(msg) = &o else {
@@ -513,6 +544,7 @@ mod tests {
                 &engine,
                 Program::Module(module.clone()),
                 wasi,
+                dns::NameLookup::disabled(),
                 &grants.limits
             ),
             Outcome::Exited(0)
@@ -521,7 +553,13 @@ mod tests {
         grants.env.push(("A".into(), "1".into()));
         let wasi = crate::wasi_ctx::builder(&grants, &["m".into()], Arc::new(|_, _| {})).unwrap();
         assert_eq!(
-            run(&engine, Program::Module(module), wasi, &grants.limits),
+            run(
+                &engine,
+                Program::Module(module),
+                wasi,
+                dns::NameLookup::disabled(),
+                &grants.limits
+            ),
             Outcome::Exited(10)
         );
     }
