@@ -446,3 +446,60 @@ impl Responder {
         self.thread.join().unwrap()
     }
 }
+
+/// The `resolve` test guest (`test/guests`, wasm32-wasip2) run as the shim runs components:
+/// std's lookup goes through wasi-libc's getaddrinfo to `wasi:sockets/ip-name-lookup`, which
+/// is this module's, and waits on `wasi:io/poll`. Run with
+/// `WARDEN_RESOLVE_WASM=<target>/wasm32-wasip2/release/resolve.wasm cargo test ... -- --ignored`.
+#[test]
+#[ignore = "needs WARDEN_RESOLVE_WASM, the resolve guest built for wasm32-wasip2"]
+fn the_resolve_guest_resolves_through_this_module() {
+    use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+    use crate::run::{Outcome, Program, run};
+
+    let path = std::env::var("WARDEN_RESOLVE_WASM").expect("WARDEN_RESOLVE_WASM");
+    let engine = crate::engine::new_engine().unwrap();
+    let component = wasmtime::component::Component::from_file(&engine, path).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = hosts_config("127.0.0.1 svc.test\n192.0.2.1 far.test\n");
+    let mut grants = warden_policy::Grants::strict();
+    grants.network = grant(true, &["127.0.0.1:*"]);
+
+    let run_guest = |name: &str| {
+        let denials = Denials::default();
+        let lookup = NameLookup::new(config.clone(), &grants.network, denials.hook());
+        let args = ["resolve".to_string(), name.to_string(), port.to_string()];
+        let mut wasi = crate::wasi_ctx::builder(&grants, &args, denials.hook()).unwrap();
+        let (out, err) = (MemoryOutputPipe::new(4096), MemoryOutputPipe::new(4096));
+        wasi.stdout(out.clone()).stderr(err.clone());
+        let outcome = run(
+            &engine,
+            Program::Component(component.clone()),
+            wasi,
+            lookup,
+            &grants.limits,
+        );
+        let text = |p: &MemoryOutputPipe| String::from_utf8_lossy(&p.contents()).into_owned();
+        (outcome, text(&out), text(&err), denials.take())
+    };
+
+    let (outcome, out, err, denied) = run_guest("svc.test");
+    assert_eq!(outcome, Outcome::Exited(0), "{out}{err}");
+    assert!(out.contains("addr=127.0.0.1\naddr-count=1\n"), "{out}");
+    assert!(
+        out.contains(&format!("connected=127.0.0.1:{port}")),
+        "{out}"
+    );
+    assert!(denied.is_empty(), "{denied:?}");
+
+    let (outcome, out, err, denied) = run_guest("far.test");
+    assert_ne!(outcome, Outcome::Exited(0), "{out}{err}");
+    assert!(err.contains("denied: lookup far.test"), "{err}");
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0].0, "network.connect");
+
+    let (outcome, out, err, _) = run_guest("127.0.0.1");
+    assert_eq!(outcome, Outcome::Exited(0), "{out}{err}");
+}
