@@ -29,7 +29,7 @@ use wasmtime::{Engine, Module};
 use crate::launch::{WasmWorkload, Workload};
 use crate::report::{Ended, Report, Reporter};
 use crate::run::{Outcome, Program};
-use crate::{engine, exit_code, preopen, run, wasi_ctx};
+use crate::{dns, engine, exit_code, preopen, run, wasi_ctx};
 
 #[derive(Clone)]
 pub struct WardenExecutor(Arc<Workload>);
@@ -124,6 +124,9 @@ fn run_guest(w: &WasmWorkload, reporter: &Arc<Reporter>) -> End {
             what,
         });
     });
+    // Names resolve with the node's (or the pod's CRI) resolver configuration the shim read
+    // on the host side, never the image's files or NSS modules.
+    let lookup = dns::NameLookup::new(w.resolver.clone(), &w.grants.network, on_deny.clone());
     let mut wasi = match wasi_ctx::builder(&w.grants, &w.args, on_deny) {
         Ok(b) => b,
         Err(e) => return End::Ran(Outcome::SetupFailed(format!("{e:#}"))),
@@ -133,7 +136,20 @@ fn run_guest(w: &WasmWorkload, reporter: &Arc<Reporter>) -> End {
     }
     // wasmtime-wasi holds its own descriptors for the preopens now.
     drop(dirs);
-    End::Ran(run::run(&engine, program, wasi, &w.grants.limits))
+    // A guest blocked in a host call past its deadline or CPU time is stopped by the
+    // watchdog, which reports the limit here before it ends the process.
+    let (forced_reporter, module_path) = (reporter.clone(), w.module_path.clone());
+    let on_forced_stop: run::OnForcedStop = Box::new(move |outcome: &Outcome| {
+        report_end(&forced_reporter, &module_path, &End::Ran(outcome.clone()));
+    });
+    End::Ran(run::run_with(
+        &engine,
+        program,
+        wasi,
+        lookup,
+        &w.grants.limits,
+        on_forced_stop,
+    ))
 }
 
 /// The engine for the grants' flavour and the program deserialized from the artifact.
@@ -157,8 +173,15 @@ fn load(w: &WasmWorkload) -> anyhow::Result<(Engine, Program)> {
 
 /// Reports how the run ended, writes the reason on the container's stderr, and exits.
 fn finish(reporter: &Reporter, module_path: &str, end: End) -> ! {
+    let code = report_end(reporter, module_path, &end);
+    std::process::exit(code)
+}
+
+/// Reports how the run ended to the shim and writes the reason on the container's stderr;
+/// returns the exit status.
+fn report_end(reporter: &Reporter, module_path: &str, end: &End) -> i32 {
     let module_path = escape_for_terminal(module_path);
-    let (ended, code, message) = match &end {
+    let (ended, code, message) = match end {
         End::Refused(msg) => (
             Ended::Refused,
             exit_code::SETUP_FAILED,
@@ -174,7 +197,7 @@ fn finish(reporter: &Reporter, module_path: &str, end: End) -> ! {
             (ended, outcome.exit_code(), outcome.message())
         }
     };
-    if let End::Ran(Outcome::Limit(kind, msg)) = &end {
+    if let End::Ran(Outcome::Limit(kind, msg)) = end {
         reporter.send(&Report::Limit {
             rule: kind.rule().to_string(),
             reason: msg.clone(),
@@ -190,7 +213,7 @@ fn finish(reporter: &Reporter, module_path: &str, end: End) -> ! {
         code,
         message,
     });
-    std::process::exit(code)
+    code
 }
 
 /// Closes every descriptor of this process except stdio and `keep`.

@@ -96,6 +96,11 @@ impl Facts {
                         .map(|m| crate::grant_paths::SpecMount {
                             destination: m.destination().to_string_lossy().into_owned(),
                             kind: m.typ().clone().unwrap_or_default(),
+                            source: m
+                                .source()
+                                .as_ref()
+                                .map(|s| s.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
                         })
                         .collect()
                 })

@@ -29,6 +29,8 @@ use crate::safe_open::{self, OpenError};
 pub struct SpecMount {
     pub destination: String,
     pub kind: String,
+    /// The host path (or pseudo source name) mounted there.
+    pub source: String,
 }
 
 /// Mount types that are never granted, nor contained in a grant.
@@ -227,6 +229,7 @@ mod tests {
         SpecMount {
             destination: dest.into(),
             kind: kind.into(),
+            source: String::new(),
         }
     }
 

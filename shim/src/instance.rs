@@ -25,7 +25,7 @@ use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
 use crate::pid_fd::{PidFd, Status};
 use crate::settings::Settings;
-use crate::{audit, cache, compile, exit_code, grant_paths, report};
+use crate::{audit, cache, compile, dns, exit_code, grant_paths, report};
 
 pub struct WardenInstance {
     id: String,
@@ -336,6 +336,7 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
     }
     ctx.grants = Some(grants_summary(&grants, &resolved));
 
+    let grants_network_dns = grants.network.dns;
     let (report_read, report_write) = report::pipe()
         .map_err(|e| SandboxError::Others(format!("creating the report pipe: {e}")))?;
     let workload = match entry.kind {
@@ -370,6 +371,7 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
                 args: facts.args.clone(),
                 grants,
                 preopens: resolved.preopens,
+                resolver: resolver_config(id, grants_network_dns, &facts),
                 module_path: entry.path.clone(),
                 digest,
                 report: WireFd::new(report_write),
@@ -390,6 +392,36 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
         ctx,
         report_read,
     ))
+}
+
+/// The resolver configuration for a guest granted `dns`: the pod's `/etc/resolv.conf` and
+/// `/etc/hosts` as CRI mounted them (files containerd made on the host), else the node's
+/// own. Never the image's. Without `dns`, none is needed.
+fn resolver_config(id: &str, dns: bool, facts: &Facts) -> dns::ResolverConfig {
+    if !dns {
+        return dns::ResolverConfig::default();
+    }
+    let mounts: Vec<(String, String)> = facts
+        .spec_mounts
+        .iter()
+        .filter(|m| m.kind == "bind" || m.kind.is_empty())
+        .filter(|m| m.source.starts_with('/'))
+        .map(|m| (m.destination.clone(), m.source.clone()))
+        .collect();
+    // The node's own files may be symlinks the node's admin made (systemd-resolved's stub):
+    // resolved here, on the host, where that is safe.
+    let node = |p: &str| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
+    match dns::ResolverConfig::for_container(
+        &mounts,
+        &node("/etc/resolv.conf"),
+        &node("/etc/hosts"),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("container {id}: no resolver configuration, names will not resolve: {e:#}");
+            dns::ResolverConfig::default()
+        }
+    }
 }
 
 /// The grants' summary with each granted path as it resolved: `/data:rw (mount)`,

@@ -44,6 +44,9 @@ pub struct WasmWorkload {
     /// The module's path in the container and its digest, for messages.
     pub module_path: String,
     pub digest: String,
+    /// The name resolver's configuration, read on the host side from the node's (or the
+    /// pod's, under CRI) files: never the image's.
+    pub resolver: crate::dns::ResolverConfig,
     /// The write end of the report pipe to the shim (see [`crate::report`]): the only
     /// descriptor the runner keeps besides stdio.
     pub report: WireFd<File>,

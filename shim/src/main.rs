@@ -9,6 +9,7 @@ mod audit;
 mod cache;
 mod compile;
 mod container;
+mod dns;
 mod engine;
 mod entrypoint;
 mod executor;

@@ -16,9 +16,9 @@ use wasmtime::{
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::exit_code;
 pub use crate::watchdog::OnForcedStop;
 use crate::watchdog::{self, ForcedStop, Watch};
+use crate::{dns, exit_code};
 
 /// Which limit stopped a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,6 +237,8 @@ struct P2State {
     ctx: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    /// Name lookup for `wasi:sockets/ip-name-lookup` (see `dns`).
+    dns: dns::NameLookup,
 }
 
 impl WasiView for P2State {
@@ -248,32 +250,45 @@ impl WasiView for P2State {
     }
 }
 
-/// Runs `program` to completion under `limits`.
+impl dns::DnsView for P2State {
+    fn dns(&mut self) -> dns::DnsCtxView<'_> {
+        dns::DnsCtxView {
+            lookup: &self.dns,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Runs `program` to completion under `limits`. Components look names up with `dns`.
 ///
 /// Time limits stop a guest only while it runs Wasm code; a guest blocked in a host call runs
-/// on. The container's runner uses [`run_with`], which also stops those.
-pub fn run(engine: &Engine, program: Program, wasi: WasiCtxBuilder, limits: &Limits) -> Outcome {
-    run_inner(engine, program, wasi, limits, None)
+/// on. The container's runner uses [`run_with`], which also stops those; tests use this.
+#[cfg(test)]
+pub fn run(
+    engine: &Engine,
+    program: Program,
+    wasi: WasiCtxBuilder,
+    dns: dns::NameLookup,
+    limits: &Limits,
+) -> Outcome {
+    run_inner(engine, program, wasi, dns, limits, None)
 }
 
 /// Like [`run`], for the process that exists only to run this guest (the container's runner):
 /// when `limits.deadline` or `limits.cpu_time` is over and the guest has not stopped within
 /// [`watchdog::GRACE`] (it is blocked or busy in a host call), a watchdog thread calls
-/// `on_forced_stop` with the `Outcome::Limit` (write the `limit` audit record and the stderr
-/// message there) and then ends the whole process with `_exit(outcome.exit_code())` (124 or
-/// 152); `run_with` then never returns. Otherwise the outcome is returned as from [`run`],
-/// and `on_forced_stop` is never called: each outcome is reported exactly once.
+/// `on_forced_stop` with the `Outcome::Limit` (report the limit there) and then ends the
+/// whole process with `_exit(outcome.exit_code())` (124 or 152); `run_with` then never
+/// returns. Otherwise the outcome is returned as from [`run`], and `on_forced_stop` is never
+/// called: each outcome is reported exactly once.
 ///
 /// With `limits.cpu_time` it also sets `RLIMIT_CPU` a second or two past the limit as a
 /// kernel backstop (see [`watchdog::install_cpu_rlimit`]); this changes process-wide state.
-#[allow(
-    dead_code,
-    reason = "the executor switches from `run` to `run_with` on its own branch"
-)]
 pub fn run_with(
     engine: &Engine,
     program: Program,
     wasi: WasiCtxBuilder,
+    dns: dns::NameLookup,
     limits: &Limits,
     on_forced_stop: OnForcedStop,
 ) -> Outcome {
@@ -281,13 +296,14 @@ pub fn run_with(
         watchdog::install_cpu_rlimit(cpu);
     }
     let forced = ForcedStop::exit_process(on_forced_stop);
-    run_inner(engine, program, wasi, limits, Some(forced))
+    run_inner(engine, program, wasi, dns, limits, Some(forced))
 }
 
 fn run_inner(
     engine: &Engine,
     program: Program,
     wasi: WasiCtxBuilder,
+    dns: dns::NameLookup,
     limits: &Limits,
     forced: Option<ForcedStop>,
 ) -> Outcome {
@@ -297,7 +313,9 @@ fn run_inner(
     let watch = start_watch(engine, limits, &hit, started, forced);
     let result = match program {
         Program::Module(m) => run_module(engine, &m, wasi, limiter, limits, &hit, started),
-        Program::Component(c) => run_component(engine, &c, wasi, limiter, limits, &hit, started),
+        Program::Component(c) => {
+            run_component(engine, &c, wasi, dns, limiter, limits, &hit, started)
+        }
     };
     if let Some(watch) = &watch
         && !watch.finish()
@@ -378,10 +396,12 @@ fn run_module(
     Ok(0)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_component(
     engine: &Engine,
     component: &Component,
     mut wasi: WasiCtxBuilder,
+    dns: dns::NameLookup,
     limiter: MemoryLimiter,
     limits: &Limits,
     hit: &LimitHit,
@@ -391,10 +411,13 @@ fn run_component(
     // `wasi:cli/exit.exit` carries only ok/err (status 0 or 1); components that call
     // `exit-with-code` (WASI 0.2.12) get their exact status through as `I32Exit`.
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RunError::Setup)?;
+    // Replaces wasmtime-wasi's name lookup (getaddrinfo in the image's root).
+    dns::add_to_linker(&mut linker).map_err(RunError::Setup)?;
     let state = P2State {
         ctx: wasi.build(),
         table: ResourceTable::new(),
         limiter,
+        dns,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -515,7 +538,13 @@ mod tests {
         let engine = crate::engine::engine_for(crate::engine::Flavor::for_limits(limits)).unwrap();
         let module = Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
         let wasi = WasiCtxBuilder::new();
-        run(&engine, Program::Module(module), wasi, limits)
+        run(
+            &engine,
+            Program::Module(module),
+            wasi,
+            dns::NameLookup::disabled(),
+            limits,
+        )
     }
 
     const EXIT_42: &str = r#"(module
@@ -636,6 +665,7 @@ mod tests {
             &engine,
             Program::Component(component),
             WasiCtxBuilder::new(),
+            dns::NameLookup::disabled(),
             &Limits::default(),
         );
         let Outcome::SetupFailed(msg) = &o else {
@@ -674,6 +704,7 @@ mod tests {
                 &engine,
                 Program::Module(module.clone()),
                 wasi,
+                dns::NameLookup::disabled(),
                 &grants.limits
             ),
             Outcome::Exited(0)
@@ -682,7 +713,13 @@ mod tests {
         grants.env.push(("A".into(), "1".into()));
         let wasi = crate::wasi_ctx::builder(&grants, &["m".into()], Arc::new(|_, _| {})).unwrap();
         assert_eq!(
-            run(&engine, Program::Module(module), wasi, &grants.limits),
+            run(
+                &engine,
+                Program::Module(module),
+                wasi,
+                dns::NameLookup::disabled(),
+                &grants.limits
+            ),
             Outcome::Exited(10)
         );
     }
@@ -953,6 +990,7 @@ mod tests {
             &engine,
             Program::Module(module),
             WasiCtxBuilder::new(),
+            dns::NameLookup::disabled(),
             &limits,
             Box::new(|o: &Outcome| {
                 eprintln!("{MARKER} {} {:?}", o.exit_code(), o.message());

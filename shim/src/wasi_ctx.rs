@@ -29,7 +29,10 @@ pub fn builder(grants: &Grants, args: &[String], on_deny: DenyHook) -> Result<Wa
     // (image directories on the host, mount paths in the container) and added by
     // `preopen::add_to`, never by a path lookup that an image could redirect.
     let net = Arc::new(grants.network.clone());
-    b.allow_ip_name_lookup(grants.network.dns);
+    // Never wasmtime-wasi's name lookup: it calls getaddrinfo in the image's root (its
+    // nsswitch.conf, NSS modules, resolv.conf). `dns::add_to_linker` replaces it; the
+    // `dns` grant is enforced there.
+    b.allow_ip_name_lookup(false);
     // Creating a socket is harmless on its own; every bind, listen, connect and send is
     // checked below against the grant (default: refuse). Allowing creation means that a
     // refused use is seen, with its address, and audited, instead of failing anonymously.
