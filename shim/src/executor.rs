@@ -204,7 +204,13 @@ fn report_end(reporter: &Reporter, module_path: &str, end: &End) -> i32 {
         });
     }
     if let Some(msg) = &message {
-        let msg = escape_for_terminal(msg);
+        // Function names in a trap's backtrace come from the module: each line is escaped,
+        // the lines stay lines.
+        let msg = msg
+            .lines()
+            .map(|l| escape_for_terminal(l).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n");
         eprintln!("warden: {module_path}: {msg}");
         reporter.log(log::Level::Error, format!("{module_path}: {msg}"));
     }

@@ -47,6 +47,7 @@ pub const GUEST_NAMES: &[&str] = &[
     "tcp-listen",
     "dns",
     "resolve",
+    "connect-flood",
     "memory",
     "spin",
     "sleep",
@@ -54,7 +55,13 @@ pub const GUEST_NAMES: &[&str] = &[
 
 /// The programs that use sockets: on wasip1 they print `denied: no sockets in wasip1` and
 /// exit 3.
-pub const SOCKET_GUESTS: &[&str] = &["tcp-connect", "tcp-listen", "dns", "resolve"];
+pub const SOCKET_GUESTS: &[&str] = &[
+    "tcp-connect",
+    "tcp-listen",
+    "dns",
+    "resolve",
+    "connect-flood",
+];
 
 /// Exit code of a guest whose operation was refused (`denied: ...` on stderr).
 pub const DENIED_EXIT_CODE: i32 = 3;

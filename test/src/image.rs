@@ -57,14 +57,19 @@ enum Entry {
         path: String,
         target: String,
     },
+    /// A FIFO (named pipe): what a hostile image puts where a file is expected.
+    Fifo {
+        path: String,
+    },
 }
 
 impl Entry {
     fn path(&self) -> &str {
         match self {
-            Entry::File { path, .. } | Entry::Dir { path, .. } | Entry::Symlink { path, .. } => {
-                path
-            }
+            Entry::File { path, .. }
+            | Entry::Dir { path, .. }
+            | Entry::Symlink { path, .. }
+            | Entry::Fifo { path } => path,
         }
     }
 }
@@ -201,6 +206,14 @@ impl ImageBuilder {
         self
     }
 
+    /// Adds a FIFO at `path`.
+    pub fn fifo(mut self, path: &str) -> Self {
+        self.entries.push(Entry::Fifo {
+            path: clean_path(path),
+        });
+        self
+    }
+
     /// Sets the config's `Entrypoint`.
     pub fn entrypoint<I, S>(mut self, args: I) -> Self
     where
@@ -300,6 +313,12 @@ impl ImageBuilder {
                     let mut header = header(tar::EntryType::Symlink, 0o777);
                     builder
                         .append_link(&mut header, path, target)
+                        .expect("writing to a Vec cannot fail");
+                }
+                Entry::Fifo { path } => {
+                    let mut header = header(tar::EntryType::Fifo, 0o644);
+                    builder
+                        .append_data(&mut header, path, std::io::empty())
                         .expect("writing to a Vec cannot fail");
                 }
             }
