@@ -15,8 +15,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::safe_open::{self, OpenError, Symlinks};
 
-/// Modules larger than this are refused rather than read into memory.
-pub const MAX_MODULE_BYTES: u64 = 512 << 20;
+/// Modules larger than this are refused rather than read into memory and compiled, unless
+/// `WARDEN_MAX_MODULE_BYTES` says otherwise: 128 MiB holds a component with a whole Python
+/// interpreter (about 40 MB) three times over.
+pub const DEFAULT_MAX_MODULE_BYTES: u64 = 128 << 20;
 
 /// What the entrypoint's bytes are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +89,13 @@ pub struct Entrypoint {
 /// the spec's `PATH`) and reads it from `rootfs`. Symlinks are followed inside the rootfs
 /// only; a FIFO, device or socket is refused by its type without being opened, so it cannot
 /// hang the create. Native files are only read far enough to classify them.
-pub fn read(rootfs: &Path, arg0: &str, cwd: &str, env: &[String]) -> Result<Entrypoint> {
+pub fn read(
+    rootfs: &Path,
+    arg0: &str,
+    cwd: &str,
+    env: &[String],
+    max_bytes: u64,
+) -> Result<Entrypoint> {
     if arg0.is_empty() {
         bail!("the container has no entrypoint (process.args is empty)");
     }
@@ -97,7 +105,7 @@ pub fn read(rootfs: &Path, arg0: &str, cwd: &str, env: &[String]) -> Result<Entr
     let mut last_err = None;
     for path in &candidates {
         match safe_open::open_regular_file(root.as_fd(), path, Symlinks::InRoot) {
-            Ok(file) => return read_entry(file, path),
+            Ok(file) => return read_entry(file, path, max_bytes),
             Err(e @ OpenError::Missing { .. }) => last_err = Some(e),
             Err(e @ OpenError::WrongType { .. }) => {
                 bail!("entrypoint {e}; warden runs only a regular file")
@@ -114,17 +122,17 @@ pub fn read(rootfs: &Path, arg0: &str, cwd: &str, env: &[String]) -> Result<Entr
     )
 }
 
-fn read_entry(file: File, path: &str) -> Result<Entrypoint> {
+fn read_entry(file: File, path: &str, max_bytes: u64) -> Result<Entrypoint> {
     let meta = file.metadata()?;
-    if meta.len() > MAX_MODULE_BYTES {
+    if meta.len() > max_bytes {
         bail!(
-            "entrypoint {path} is {} bytes, more than the {} byte limit on a module",
+            "entrypoint {path} is {} bytes, more than the {max_bytes} bytes a module may have \
+             on this node (WARDEN_MAX_MODULE_BYTES)",
             meta.len(),
-            MAX_MODULE_BYTES
         );
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_MODULE_BYTES)
+    file.take(max_bytes)
         .read_to_end(&mut bytes)
         .with_context(|| format!("reading entrypoint {path}"))?;
     let kind = classify(&bytes);
@@ -217,8 +225,8 @@ mod tests {
         std::fs::write(root.path().join("secret"), b"#!/bin/sh\n").unwrap();
         // Both links resolve inside the root: the absolute one to a path that does not exist
         // there, the relative one to the root's own `secret`.
-        assert!(read(root.path(), "/abs", "/", &[]).is_err());
-        let e = read(root.path(), "/rel", "/", &[]).unwrap();
+        assert!(read(root.path(), "/abs", "/", &[], DEFAULT_MAX_MODULE_BYTES).is_err());
+        let e = read(root.path(), "/rel", "/", &[], DEFAULT_MAX_MODULE_BYTES).unwrap();
         assert_eq!(e.kind, Kind::Script);
     }
 
@@ -227,13 +235,21 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let module = wat::parse_str("(module)").unwrap();
         std::fs::write(root.path().join("m.wasm"), &module).unwrap();
-        let e = read(root.path(), "/m.wasm", "/", &[]).unwrap();
+        let e = read(root.path(), "/m.wasm", "/", &[], DEFAULT_MAX_MODULE_BYTES).unwrap();
         assert_eq!((e.kind, e.bytes), (Kind::Module, module));
-        let err = read(root.path(), "/nope.wasm", "/", &[]).err().unwrap();
+        let err = read(
+            root.path(),
+            "/nope.wasm",
+            "/",
+            &[],
+            DEFAULT_MAX_MODULE_BYTES,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("not found in the image"), "{err}");
-        assert!(read(root.path(), "", "/", &[]).is_err());
+        assert!(read(root.path(), "", "/", &[], DEFAULT_MAX_MODULE_BYTES).is_err());
         std::fs::create_dir(root.path().join("d")).unwrap();
-        assert!(read(root.path(), "/d", "/", &[]).is_err());
+        assert!(read(root.path(), "/d", "/", &[], DEFAULT_MAX_MODULE_BYTES).is_err());
     }
 
     #[test]
@@ -241,7 +257,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let fifo = root.path().join("app.wasm");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
-        let err = read(root.path(), "/app.wasm", "/", &[]).err().unwrap();
+        let err = read(root.path(), "/app.wasm", "/", &[], DEFAULT_MAX_MODULE_BYTES)
+            .err()
+            .unwrap();
         assert!(
             err.to_string()
                 .contains("entrypoint /app.wasm is a FIFO, not a regular file"),

@@ -290,7 +290,13 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
             .unwrap_or("rootfs".as_ref()),
     );
     let arg0 = facts.args.first().cloned().unwrap_or_default();
-    let entry = match entrypoint::read(&rootfs, &arg0, &facts.cwd, &facts.env) {
+    let entry = match entrypoint::read(
+        &rootfs,
+        &arg0,
+        &facts.cwd,
+        &facts.env,
+        settings.max_module_bytes,
+    ) {
         Ok(e) => e,
         Err(e) => return Err(refuse(&ctx, STRICT_PROFILE, "entrypoint", format!("{e:#}"))),
     };

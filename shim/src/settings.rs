@@ -18,6 +18,8 @@ pub struct Settings {
     pub audit_log: PathBuf,
     pub cache_dir: PathBuf,
     pub cache_max_bytes: u64,
+    /// Largest module the shim reads and compiles (`WARDEN_MAX_MODULE_BYTES`).
+    pub max_module_bytes: u64,
     /// The containerd namespace whose containers come from CRI (see [`crate::facts`]).
     pub cri_namespace: String,
 }
@@ -39,6 +41,9 @@ impl Settings {
             cache_max_bytes: get("WARDEN_CACHE_MAX_BYTES")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_CACHE_MAX_BYTES),
+            max_module_bytes: get("WARDEN_MAX_MODULE_BYTES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(crate::entrypoint::DEFAULT_MAX_MODULE_BYTES),
             cri_namespace: get("WARDEN_CRI_NAMESPACE")
                 .unwrap_or(crate::facts::DEFAULT_CRI_NAMESPACE.into()),
         }

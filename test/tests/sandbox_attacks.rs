@@ -183,6 +183,29 @@ fn a_fifo_entrypoint_is_refused_at_once_and_leaves_no_shim() {
     assert!(shims.is_empty(), "shims left: {shims:?}");
 }
 
+#[test]
+fn a_module_over_the_size_bound_is_not_read_nor_compiled() {
+    // A node that allows modules of 32 KiB; the hello module is larger.
+    let n = common::node_with_env(&[("WARDEN_MAX_MODULE_BYTES", "32768")]);
+    let hello = guests::build_guests().bytes(Wasi::P1, "hello");
+    assert!(hello.len() > 32768, "{}", hello.len());
+    let img = n.image("too-big", hello);
+    let r = n.run(&img, &[], RunOpts::warden());
+    assert_refused(
+        &r,
+        "more than the 32768 bytes a module may have on this node",
+    );
+    assert_eq!(last_record(&n, "deny")["rule"], "entrypoint");
+    let cached = std::fs::read_dir(n.files.path().join("cache"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(cached, 0, "something was compiled");
+    // Twin: a small module on the same node runs.
+    let small = n.image("small", guests::wat(r#"(module (func (export "_start")))"#));
+    let r = n.run(&small, &[], RunOpts::warden());
+    assert_eq!(r.code, Some(0), "{r:?}");
+}
+
 const FOUR_MEMORIES: &str = r#"(module
   (memory (export "memory") 1) (memory 1) (memory 1) (memory 1)
   (func (export "_start")
@@ -392,6 +415,46 @@ fn a_flood_of_refusals_is_throttled_in_the_audit_log() {
     // The log still verifies.
     let verify = warden_audit::verify_file(n.audit_path(), None).expect("verify");
     assert!(verify.records < 40, "{verify:?}");
+}
+
+#[test]
+fn a_container_whose_records_cannot_be_written_is_stopped() {
+    let n = node();
+    let flood = n.guest(Wasi::P2, "connect-flood");
+    let id = n.containerd.unique_id("unaudited");
+    let c = &n.containerd;
+    let (r, waited) = std::thread::scope(|s| {
+        let (image, id2) = (flood.clone(), id.clone());
+        let run = s.spawn(move || {
+            c.run(
+                &image,
+                &id2,
+                RunOpts::warden().args(["/app.wasm", "127.0.0.1:9", "100000", "2"]),
+            )
+        });
+        wait_for_task(&n, &id);
+        // While the guest sleeps, the log becomes unwritable (here: a directory where the
+        // file was); its next refusal cannot be recorded.
+        let log = n.audit_path();
+        std::fs::rename(&log, log.with_extension("moved")).expect("move log");
+        std::fs::create_dir(&log).expect("dir");
+        let t0 = Instant::now();
+        let r = run.join().expect("run");
+        (r, t0.elapsed())
+    });
+    assert_eq!(r.code, Some(137), "{r:?}");
+    assert!(
+        !r.stdout.contains("refused="),
+        "the guest ran to its end: {r:?}"
+    );
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+    assert!(
+        n.containerd
+            .log()
+            .contains("the audit log cannot be written"),
+        "{}",
+        n.containerd.log_tail(30)
+    );
 }
 
 #[test]

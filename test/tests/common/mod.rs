@@ -19,14 +19,21 @@ pub struct Node {
 }
 
 pub fn node() -> Node {
+    node_with_env(&[])
+}
+
+/// A node whose containerd (and so the shim) also has `extra` in its environment.
+pub fn node_with_env(extra: &[(&str, &str)]) -> Node {
     let files = tempfile::tempdir().expect("temp dir");
+    let mut env = vec![
+        ("WARDEN_CACHE_DIR".into(), path(&files, "cache")),
+        ("WARDEN_AUDIT_LOG".into(), path(&files, "audit.jsonl")),
+        ("WARDEN_POLICY".into(), path(&files, "policy.toml")),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let containerd = Containerd::start(Options {
         shim_dir: Some(warden_test::shim::shim_dir().to_path_buf()),
-        env: vec![
-            ("WARDEN_CACHE_DIR".into(), path(&files, "cache")),
-            ("WARDEN_AUDIT_LOG".into(), path(&files, "audit.jsonl")),
-            ("WARDEN_POLICY".into(), path(&files, "policy.toml")),
-        ],
+        env,
         ..Options::default()
     });
     Node { containerd, files }
