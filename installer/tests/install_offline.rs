@@ -194,6 +194,33 @@ fn plan_writes_nothing_not_even_the_state_dir() {
 }
 
 #[test]
+fn plan_warns_about_pod_annotations_beyond_wardens() {
+    let tree = Tree::from_case("existing-warden-entry");
+    let config = tree.host("/etc/containerd/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let widened = text.replace(
+        "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.warden]\n",
+        "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.warden]\npod_annotations = [\"*\"]\n",
+    );
+    assert_ne!(widened, text, "the case's entry header moved");
+    std::fs::write(&config, widened).unwrap();
+    let out = tree.run_ok("plan", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("the warden runtime's pod_annotations also passes \"*\""),
+        "{text}"
+    );
+    // Twin: the case as it is (no extra pattern) gets no such warning.
+    let plain = Tree::from_case("existing-warden-entry");
+    let out = plain.run_ok("plan", &[]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("pod_annotations also passes"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
 fn digest_mismatch_is_refused_with_no_change() {
     let tree = Tree::from_case("containerd-2.2-default");
     let before = install_support::snapshot(&tree.root);

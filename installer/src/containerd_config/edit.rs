@@ -281,6 +281,31 @@ fn insert_new(runtimes: Node<'_>, entry: &RuntimeEntry, style: &Style) {
     }
 }
 
+/// The `pod_annotations` patterns of the `warden` runtime in `file` besides warden's own
+/// (`warden.dev/*` and names under `warden.dev/`): each lets pod authors' annotations that
+/// match it reach the shim, which needs none of them. The plan warns about each.
+pub fn extra_pod_annotations(file: &ConfigFile) -> Vec<String> {
+    let Some(segments) = runtimes_path(file.version) else {
+        return Vec::new();
+    };
+    let Ok(Some(runtimes)) = table_at(&file.path, &file.doc, &segments) else {
+        return Vec::new();
+    };
+    let Some(list) = runtimes
+        .get(RUNTIME_NAME)
+        .and_then(Item::as_table_like)
+        .and_then(|t| t.get("pod_annotations"))
+        .and_then(Item::as_array)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|v| v.as_str())
+        .filter(|p| *p != POD_ANNOTATION && !p.starts_with("warden.dev/"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Brings an existing `warden` entry to what `entry` says, touching only the keys warden
 /// owns: `runtime_type`, `runtime_path`, that `pod_annotations` holds warden's pattern,
 /// and `options.SystemdCgroup`. Returns the keys it set.
@@ -393,6 +418,19 @@ mod tests {
 
     fn upsert(text: &str, systemd: bool) -> Edited {
         upsert_entry(&file(text), &entry(systemd)).unwrap()
+    }
+
+    #[test]
+    fn pod_annotations_beyond_wardens_are_named() {
+        let text = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.warden]\npod_annotations = [\"warden.dev/*\", \"*\", \"io.kubernetes.cri.*\"]\n";
+        let file = ConfigFile::parse(Path::new("/c.toml"), text.as_bytes()).unwrap();
+        assert_eq!(
+            extra_pod_annotations(&file),
+            vec!["*".to_string(), "io.kubernetes.cri.*".into()]
+        );
+        let ours = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.warden]\npod_annotations = [\"warden.dev/*\"]\n";
+        let file = ConfigFile::parse(Path::new("/c.toml"), ours.as_bytes()).unwrap();
+        assert!(extra_pod_annotations(&file).is_empty());
     }
 
     #[test]

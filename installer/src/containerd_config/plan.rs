@@ -108,6 +108,7 @@ pub fn plan_install(
             let file = ConfigFile::read(root, path)?;
             let edited = upsert_entry(&file, &entry)?;
             describe(&edited.outcome, path, &mut notes);
+            warn_extra_annotations(&file, &mut notes);
             if edited.outcome != EditOutcome::Unchanged {
                 notes.push(format!(
                     "{} is edited in place: its current text (`before`) is the backup that \
@@ -146,6 +147,7 @@ pub fn plan_install(
                     ),
                     Err(e) => return Err(e),
                     Ok(file) => {
+                        warn_extra_annotations(&file, &mut notes);
                         let edited = upsert_entry(&file, &entry)?;
                         (file.text, edited.text, edited.outcome)
                     }
@@ -230,6 +232,20 @@ fn finish(layout: &NodeLayout, changes: Vec<FileChange>, notes: Vec<String>) -> 
         changes,
         restart,
         notes,
+    }
+}
+
+/// Warns about `pod_annotations` patterns an operator added to the `warden` entry: pod
+/// annotations matching them reach the shim. The shim believes only `warden.dev/profile` of
+/// what a pod sets, but nothing else should pass.
+fn warn_extra_annotations(file: &ConfigFile, notes: &mut Vec<String>) {
+    for pattern in super::edit::extra_pod_annotations(file) {
+        notes.push(format!(
+            "warning: {}: the warden runtime's pod_annotations also passes {pattern:?}; pod \
+             annotations matching it reach the shim, which needs only \"warden.dev/*\" \
+             (warden leaves the entry as it is: remove the pattern unless you need it)",
+            file.path.display()
+        ));
     }
 }
 
