@@ -403,18 +403,33 @@ fn a_flood_of_refusals_is_throttled_in_the_audit_log() {
     let r = n.run(&flood, &["127.0.0.1:9", "500"], RunOpts::warden());
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(r.stdout.contains("refused=500 connected=0"), "{r:?}");
+    // 20 records per 10 s window, and every other refusal counted in a `suppressed` record.
+    // A slow machine may take more than one window for the 500 tries.
     let denies = n.audit_events("deny", Some("network.connect"));
-    assert_eq!(denies.len(), 20, "{denies:?}");
-    let summary = last_record(&n, "suppressed");
+    let windows = 1 + r.duration.as_secs() / 10;
     assert!(
-        summary["reason"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("480 records suppressed")),
-        "{summary}"
+        denies.len() >= 20 && denies.len() as u64 <= 20 * windows,
+        "{} deny records in {:?}",
+        denies.len(),
+        r.duration
     );
+    let suppressed: u64 = n
+        .audit_events("suppressed", None)
+        .iter()
+        .map(|rec| {
+            let reason = rec["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("records suppressed"), "{rec}");
+            reason
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no count in {rec}"))
+        })
+        .sum();
+    assert_eq!(denies.len() as u64 + suppressed, 500, "{:?}", n.audit());
     // The log still verifies.
     let verify = warden_audit::verify_file(n.audit_path(), None).expect("verify");
-    assert!(verify.records < 40, "{verify:?}");
+    assert!(verify.records < 100, "{verify:?}");
 }
 
 #[test]
