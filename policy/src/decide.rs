@@ -34,8 +34,9 @@ pub struct Request {
     pub sandbox: bool,
 }
 
-/// The stable name of the rule behind a denial; shown to users and written to the audit
-/// log, so scripts may match on it.
+/// The stable name of the rule behind a refusal; shown to users and written to the audit
+/// log, so scripts may match on it. Every refusal a user can see has one: the policy's own
+/// (profile, modules, native) and the shim's about the entrypoint and granted paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Rule {
     /// The requested profile exists but this namespace may not use it.
@@ -53,6 +54,19 @@ pub enum Rule {
     /// The policy file does not load; everything is refused until it is fixed.
     #[serde(rename = "policy.invalid")]
     PolicyInvalid,
+    /// The entrypoint cannot be run at all: missing, not a regular file, too large.
+    #[serde(rename = "entrypoint")]
+    Entrypoint,
+    /// The entrypoint is a wasmtime precompiled artifact: native code warden did not compile.
+    #[serde(rename = "precompiled")]
+    Precompiled,
+    /// The entrypoint's bytes are neither a valid module or component nor a native executable.
+    #[serde(rename = "module.invalid")]
+    ModuleInvalid,
+    /// A granted path cannot be granted as it is (a symlink, not a directory, a pseudo file
+    /// system).
+    #[serde(rename = "mounts")]
+    Mounts,
 }
 
 impl Rule {
@@ -63,6 +77,10 @@ impl Rule {
             Rule::Modules => "modules",
             Rule::Native => "native",
             Rule::PolicyInvalid => "policy.invalid",
+            Rule::Entrypoint => "entrypoint",
+            Rule::Precompiled => "precompiled",
+            Rule::ModuleInvalid => "module.invalid",
+            Rule::Mounts => "mounts",
         }
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! # File format
 //!
-//! The form in DESIGN.md ("Policy") is the contract. Every key is optional except
+//! The form in `docs/policy.md` is the contract. Every key is optional except
 //! `version = 1`; unknown keys anywhere are errors. Value forms, and what is accepted
 //! beyond the contract:
 //!
@@ -21,9 +21,10 @@
 //!   `namespaces` lists names or `"*"`; absent means only namespaces whose default it is.
 //! - `env`: names or globs with `*` as the only wildcard (`LOG_LEVEL`, `APP_*`, `*`);
 //!   characters `A-Z a-z 0-9 _ - .`.
-//! - `mounts`: `{ path = "/data", access = "rw" }` (`access` is `ro` by default), or the
-//!   shorthand `"/config"` for read-only. Paths are absolute, without `..`, normalized
-//!   (`/data/` is `/data`), each listed once.
+//! - `mounts`: `{ path = "/data", access = "rw", guest = "/" }` (`access` is `ro` by
+//!   default, `guest` the same as `path`), or the shorthand `"/config"` for read-only. Paths
+//!   are absolute, without `..`, normalized (`/data/` is `/data`), each listed once; nested
+//!   grants with different access and two grants at one guest path are refused.
 //! - `modules`: `sha256:<64 hex>` (case-insensitive).
 //! - `network.connect` / `network.listen`: `ADDR[/PREFIX]:PORTS`, IPv6 in brackets
 //!   (`10.0.0.0/8:5432`, `127.0.0.1:8080-8089`, `0.0.0.0:8080`, `[::1]:80`,

@@ -1,10 +1,11 @@
-//! The policy file form from DESIGN.md, and every kind of error it can hold.
+//! The policy file form from `docs/policy.md`, and every kind of error it can hold.
 
 use std::time::Duration;
 
 use warden_policy::{Access, MountGrant, Policy, PolicyError, STRICT_PROFILE};
 
-/// The example from DESIGN.md "Policy", verbatim except for a full digest.
+/// The example of the design contract (`docs/policy.md`), verbatim except for a full digest
+/// and without the keys added since.
 const DESIGN_EXAMPLE: &str = r#"# /etc/warden/policy.toml
 version = 1
 

@@ -15,8 +15,9 @@ use containerd_shimkit::zygote::WireFd;
 use oci_spec::runtime::Spec;
 use sha2::{Digest, Sha256};
 use warden_audit::{Throttle, escape_for_terminal, event};
-use warden_policy::{Decision, Policy, Request, STRICT_PROFILE};
+use warden_policy::{Policy, Rule};
 
+use crate::admission::{self, Admitted, EntryFacts, Gathered, Refusal};
 use crate::container::Container;
 use crate::engine::Flavor;
 use crate::entrypoint::{self, Kind};
@@ -36,26 +37,6 @@ pub struct WardenInstance {
     started: std::sync::Mutex<Option<Instant>>,
     /// The read end of the container's report pipe, until `start` hands it to its reader.
     reports: std::sync::Mutex<Option<File>>,
-}
-
-/// Why a container may not run: the message names the profile and the rule.
-#[derive(Debug)]
-pub struct Refusal {
-    pub profile: String,
-    pub rule: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "warden refused to run the container: {} (profile \"{}\", rule {})",
-            escape_for_terminal(&self.reason),
-            escape_for_terminal(&self.profile),
-            self.rule
-        )
-    }
 }
 
 impl Instance for WardenInstance {
@@ -257,31 +238,19 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
     let audit_log = &settings.audit_log;
 
     // Refuses: audits the denial (or fails closed if it cannot), then fails the create.
-    let refuse = |ctx: &audit::Context, profile: &str, rule: &str, reason: String| {
-        let r = Refusal {
-            profile: profile.to_string(),
-            rule: rule.to_string(),
-            reason,
-        };
+    let refuse = |ctx: &audit::Context, r: Refusal| {
         log::warn!("container {id}: {r}");
-        let mut rec = ctx.decision("deny", Some(rule), Some(r.reason.clone()));
-        rec.profile = Some(profile.to_string());
+        let mut rec = ctx.decision("deny", Some(r.rule.as_str()), Some(r.reason.clone()));
+        rec.profile = r.profile.clone();
         if let Err(e) = audit::append(audit_log, rec) {
             return unauditable(&e);
         }
         SandboxError::FailedPrecondition(r.to_string())
     };
 
-    let policy = match Policy::load_or_strict(&settings.policy) {
-        Ok(p) => p,
-        Err(e) => {
-            // Fail closed: no workload runs under a policy that does not load.
-            let reason =
-                format!("the node policy does not load, so nothing runs until it is fixed: {e}");
-            return Err(refuse(&ctx, STRICT_PROFILE, "policy.invalid", reason));
-        }
-    };
-
+    // Gather: the policy (or why it does not load) and the entrypoint (or why it cannot be
+    // read); then admit, a pure decision (see `admission`).
+    let policy = Policy::load_or_strict(&settings.policy).map_err(|e| e.to_string());
     let rootfs = entrypoint::rootfs_of(
         &cfg.bundle,
         spec.root()
@@ -290,50 +259,55 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
             .unwrap_or("rootfs".as_ref()),
     );
     let arg0 = facts.args.first().cloned().unwrap_or_default();
-    let entry = match entrypoint::read(
+    let entry = entrypoint::read(
         &rootfs,
         &arg0,
         &facts.cwd,
         &facts.env,
         settings.max_module_bytes,
-    ) {
-        Ok(e) => e,
-        Err(e) => return Err(refuse(&ctx, STRICT_PROFILE, "entrypoint", format!("{e:#}"))),
+    );
+    let entry_facts = entry
+        .as_ref()
+        .map(|e| EntryFacts {
+            path: e.path.clone(),
+            kind: e.kind,
+            digest: (!e.kind.is_native())
+                .then(|| format!("sha256:{}", hex::encode(Sha256::digest(&e.bytes)))),
+        })
+        .map_err(|e| format!("{e:#}"));
+    ctx.module_digest = entry_facts.as_ref().ok().and_then(|e| e.digest.clone());
+    let admitted = admission::admit(Gathered {
+        facts: &facts,
+        policy: policy.as_ref().map_err(Clone::clone),
+        entry: entry_facts,
+    });
+    let Admitted {
+        profile,
+        grants,
+        entry: entry_facts,
+    } = match admitted {
+        Ok(a) => a,
+        Err(r) => return Err(refuse(&ctx, r)),
     };
-    let digest = (!entry.kind.is_native())
-        .then(|| format!("sha256:{}", hex::encode(Sha256::digest(&entry.bytes))));
-    ctx.module_digest = digest.clone();
-
-    let request = Request {
-        namespace: facts.namespace.clone(),
-        requested_profile: facts.requested_profile.clone(),
-        env: facts.env_pairs(),
-        mounts: facts.mounts.clone(),
-        module_digest: digest.clone(),
-        native: entry.kind.is_native(),
-        sandbox: facts.sandbox,
-    };
-    let (profile, grants) = match policy.decide(&request) {
-        Decision::Allow { profile, grants } => (profile, grants),
-        Decision::Deny {
-            profile,
-            rule,
-            reason,
-        } => {
-            let reason = if entry.kind.is_native() {
-                format!("{} is {}: {reason}", entry.path, entry.kind.describe())
-            } else {
-                reason
-            };
-            return Err(refuse(&ctx, &profile, rule.as_str(), reason));
-        }
+    // Admission refuses a failed read, so the entrypoint is here.
+    let entry = entry.map_err(|e| SandboxError::Others(format!("{e:#}")))?;
+    let digest = entry_facts.digest.clone();
+    let refuse_with = |ctx: &audit::Context, rule: Rule, reason: String| {
+        refuse(
+            ctx,
+            Refusal {
+                profile: Some(profile.clone()),
+                rule,
+                reason,
+            },
+        )
     };
     ctx.profile = Some(profile.clone());
     // Granted paths: image directories opened here without following symlinks, mount
     // paths left to the container process; pseudo file systems refused.
     let resolved = match grant_paths::resolve(&grants.mounts, &facts.spec_mounts, &rootfs) {
         Ok(r) => r,
-        Err(e) => return Err(refuse(&ctx, &profile, "mounts", e.to_string())),
+        Err(e) => return Err(refuse_with(&ctx, Rule::Mounts, e.to_string())),
     };
     for path in &resolved.absent {
         log::info!(
@@ -346,17 +320,13 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
     let (report_read, report_write) = report::pipe()
         .map_err(|e| SandboxError::Others(format!("creating the report pipe: {e}")))?;
     let workload = match entry.kind {
-        Kind::Precompiled => {
-            let reason = format!(
-                "{} is {}; warden runs only code it compiled itself, ship the .wasm instead",
+        // Admission refuses both; never run either as anything.
+        Kind::Precompiled | Kind::Unknown => {
+            return Err(SandboxError::Others(format!(
+                "{} is {}: admission should have refused it",
                 entry.path,
                 entry.kind.describe()
-            );
-            return Err(refuse(&ctx, &profile, "precompiled", reason));
-        }
-        Kind::Unknown => {
-            let reason = format!("{} is {}", entry.path, entry.kind.describe());
-            return Err(refuse(&ctx, &profile, "module.invalid", reason));
+            )));
         }
         // The decision allowed native code: the pod sandbox, or a profile with native = true.
         Kind::Elf | Kind::Script => Workload::Native,
@@ -368,7 +338,7 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
                 Err(e) => {
                     let reason =
                         format!("{} is not a valid {}: {e:#}", entry.path, entry.kind.noun());
-                    return Err(refuse(&ctx, &profile, "module.invalid", reason));
+                    return Err(refuse_with(&ctx, Rule::ModuleInvalid, reason));
                 }
             };
             Workload::Wasm(Box::new(WasmWorkload {

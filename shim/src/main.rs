@@ -5,6 +5,7 @@
 //! compiled module ([`instance`]); the container process runs wasmtime with exactly those
 //! grants ([`executor`], [`run`]).
 
+mod admission;
 mod audit;
 mod cache;
 mod compile;

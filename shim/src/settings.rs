@@ -1,6 +1,6 @@
 //! Where the shim finds its policy, audit log and compile cache.
 //!
-//! Defaults are the node paths from DESIGN.md; `WARDEN_POLICY`, `WARDEN_AUDIT_LOG` and
+//! Defaults are the node paths in the README's table; `WARDEN_POLICY`, `WARDEN_AUDIT_LOG` and
 //! `WARDEN_CACHE_DIR` in containerd's environment (which its shims inherit) override them, so a
 //! private containerd (tests, the demo) never touches the host's files.
 

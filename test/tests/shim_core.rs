@@ -145,6 +145,20 @@ fn refuses_a_precompiled_cwasm() {
     let r = n.run(&img, &[], RunOpts::warden());
     assert_refused(&r, "precompiled artifact");
     assert!(r.stderr.contains("rule precompiled"), "{r:?}");
+    // The most specific rule wins: under a profile with a modules list (which the .cwasm's
+    // digest is not in), the refusal is still `precompiled`, and names no profile, since
+    // none was decided.
+    n.set_policy(&format!(
+        "version = 1\n[namespaces.{ns}]\ndefault = \"listed\"\n[profiles.listed]\n\
+         namespaces = [\"{ns}\"]\nmodules = [\"sha256:{zeros}\"]\n",
+        ns = n.containerd.namespace(),
+        zeros = "0".repeat(64)
+    ));
+    let r = n.run(&img, &[], RunOpts::warden());
+    assert_refused(&r, "(rule precompiled)");
+    let deny = n.audit_events("deny", None).pop().expect("a deny record");
+    assert_eq!(deny["rule"], "precompiled", "{deny}");
+    assert!(deny.get("profile").is_none(), "{deny}");
 }
 
 #[test]

@@ -1,0 +1,402 @@
+//! Admission: whether a container may run, and with which grants, as a pure function of
+//! what the host side gathered.
+//!
+//! `Instance::new` (see [`crate::instance`]) gathers the facts (the spec, the loaded policy or
+//! its load error, the entrypoint's kind and digest, or why it could not be read), calls
+//! [`admit`], and then does the I/O the answer asks for (resolve granted paths, compile,
+//! audit). Nothing here touches a file, so every rule is table-tested below without root.
+//!
+//! The most specific rule wins: what is wrong with the entrypoint itself (missing, not a
+//! regular file, a precompiled artifact, not Wasm at all) is refused before any profile is
+//! chosen, so a `.cwasm` is `precompiled` whatever the profile lists, and such a refusal
+//! names no profile, since none was decided.
+
+use std::fmt;
+
+use warden_audit::escape_for_terminal;
+use warden_policy::{Decision, Grants, Policy, Request, Rule};
+
+use crate::entrypoint::Kind;
+use crate::facts::Facts;
+
+/// What admission needs to know about the entrypoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryFacts {
+    /// Its path in the container, as resolved.
+    pub path: String,
+    pub kind: Kind,
+    /// `sha256:<hex>` of a Wasm entrypoint's bytes.
+    pub digest: Option<String>,
+}
+
+/// Everything the host side gathered before deciding.
+pub struct Gathered<'a> {
+    pub facts: &'a Facts,
+    /// The node policy, or why it does not load.
+    pub policy: Result<&'a Policy, String>,
+    /// The entrypoint, or why it could not be read.
+    pub entry: Result<EntryFacts, String>,
+}
+
+/// Why a container may not run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The profile decided, if the refusal came after one was.
+    pub profile: Option<String>,
+    pub rule: Rule,
+    pub reason: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "warden refused to run the container: {} (",
+            escape_for_terminal(&self.reason)
+        )?;
+        if let Some(p) = &self.profile {
+            write!(f, "profile \"{}\", ", escape_for_terminal(p))?;
+        }
+        write!(f, "rule {})", self.rule)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// A container allowed to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    pub profile: String,
+    pub grants: Grants,
+    pub entry: EntryFacts,
+}
+
+/// Decides. See the module comment for the order of the rules.
+pub fn admit(g: Gathered<'_>) -> Result<Admitted, Refusal> {
+    let refuse = |rule, reason: String| Refusal {
+        profile: None,
+        rule,
+        reason,
+    };
+    let policy = g.policy.map_err(|e| {
+        refuse(
+            Rule::PolicyInvalid,
+            format!("the node policy does not load, so nothing runs until it is fixed: {e}"),
+        )
+    })?;
+    let entry = g.entry.map_err(|e| refuse(Rule::Entrypoint, e))?;
+    match entry.kind {
+        Kind::Precompiled => {
+            return Err(refuse(
+                Rule::Precompiled,
+                format!(
+                    "{} is {}; warden runs only code it compiled itself, ship the .wasm instead",
+                    entry.path,
+                    entry.kind.describe()
+                ),
+            ));
+        }
+        Kind::Unknown => {
+            return Err(refuse(
+                Rule::ModuleInvalid,
+                format!("{} is {}", entry.path, entry.kind.describe()),
+            ));
+        }
+        Kind::Module | Kind::Component | Kind::Elf | Kind::Script => {}
+    }
+    let f = g.facts;
+    let request = Request {
+        namespace: f.namespace.clone(),
+        requested_profile: f.requested_profile.clone(),
+        env: f.env_pairs(),
+        mounts: f.mounts.clone(),
+        module_digest: entry.digest.clone(),
+        native: entry.kind.is_native(),
+        sandbox: f.sandbox,
+    };
+    match policy.decide(&request) {
+        Decision::Allow { profile, grants } => Ok(Admitted {
+            profile,
+            grants,
+            entry,
+        }),
+        Decision::Deny {
+            profile,
+            rule,
+            reason,
+        } => {
+            let reason = if entry.kind.is_native() {
+                format!("{} is {}: {reason}", entry.path, entry.kind.describe())
+            } else {
+                reason
+            };
+            Err(Refusal {
+                profile: Some(profile),
+                rule,
+                reason,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"version = 1
+[namespaces.team]
+default = "team-app"
+
+[profiles.team-app]
+namespaces = ["team"]
+env = ["LOG_LEVEL"]
+modules = ["sha256:1111111111111111111111111111111111111111111111111111111111111111"]
+
+[profiles.native-ok]
+namespaces = ["team"]
+native = true
+
+[profiles.elsewhere]
+namespaces = ["other"]
+"#;
+
+    const GOOD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn facts(ns: &str, profile: Option<&str>) -> Facts {
+        Facts {
+            namespace: ns.into(),
+            requested_profile: profile.map(str::to_owned),
+            env: vec!["LOG_LEVEL=debug".into(), "SECRET=x".into()],
+            ..Facts::default()
+        }
+    }
+
+    fn entry(kind: Kind, digest: Option<&str>) -> Result<EntryFacts, String> {
+        Ok(EntryFacts {
+            path: "/app.wasm".into(),
+            kind,
+            digest: digest.map(str::to_owned),
+        })
+    }
+
+    /// One row: the inputs and the refusal (rule, profile, exact message) or the profile
+    /// allowed.
+    struct Case {
+        name: &'static str,
+        ns: &'static str,
+        profile: Option<&'static str>,
+        policy_error: Option<&'static str>,
+        entry: Result<EntryFacts, String>,
+        want: Result<&'static str, (Rule, Option<&'static str>, &'static str)>,
+    }
+
+    #[test]
+    fn every_rule_with_the_message_a_user_sees() {
+        let policy = Policy::parse(POLICY, "/etc/warden/policy.toml").unwrap();
+        let cases = vec![
+            Case {
+                name: "a policy that does not load refuses everything",
+                ns: "team",
+                profile: None,
+                policy_error: Some("/etc/warden/policy.toml:3: unknown key 'x'"),
+                entry: entry(Kind::Module, Some(GOOD)),
+                want: Err((
+                    Rule::PolicyInvalid,
+                    None,
+                    "warden refused to run the container: the node policy does not load, so \
+                     nothing runs until it is fixed: /etc/warden/policy.toml:3: unknown key \
+                     'x' (rule policy.invalid)",
+                )),
+            },
+            Case {
+                name: "an entrypoint that cannot be read",
+                ns: "team",
+                profile: None,
+                policy_error: None,
+                entry: Err("entrypoint /app.wasm is a FIFO, not a regular file".into()),
+                want: Err((
+                    Rule::Entrypoint,
+                    None,
+                    "warden refused to run the container: entrypoint /app.wasm is a FIFO, not \
+                     a regular file (rule entrypoint)",
+                )),
+            },
+            Case {
+                name: "a .cwasm is precompiled whatever the profile's modules list says",
+                ns: "team",
+                profile: None,
+                policy_error: None,
+                entry: entry(Kind::Precompiled, Some(OTHER)),
+                want: Err((
+                    Rule::Precompiled,
+                    None,
+                    "warden refused to run the container: /app.wasm is a wasmtime precompiled \
+                     artifact (native code); warden runs only code it compiled itself, ship \
+                     the .wasm instead (rule precompiled)",
+                )),
+            },
+            Case {
+                name: "bytes that are nothing runnable",
+                ns: "team",
+                profile: None,
+                policy_error: None,
+                entry: entry(Kind::Unknown, Some(OTHER)),
+                want: Err((
+                    Rule::ModuleInvalid,
+                    None,
+                    "warden refused to run the container: /app.wasm is neither Wasm nor a \
+                     native executable (rule module.invalid)",
+                )),
+            },
+            Case {
+                name: "an unknown profile",
+                ns: "team",
+                profile: Some("nope"),
+                policy_error: None,
+                entry: entry(Kind::Module, Some(GOOD)),
+                want: Err((
+                    Rule::ProfileUnknown,
+                    Some("nope"),
+                    "warden refused to run the container: profile 'nope' is not defined in \
+                     /etc/warden/policy.toml (profile \"nope\", rule profile.unknown)",
+                )),
+            },
+            Case {
+                name: "a profile the namespace may not use",
+                ns: "team",
+                profile: Some("elsewhere"),
+                policy_error: None,
+                entry: entry(Kind::Module, Some(GOOD)),
+                want: Err((
+                    Rule::ProfileNamespace,
+                    Some("elsewhere"),
+                    "warden refused to run the container: namespace 'team' may not use \
+                     profile 'elsewhere' (its namespaces: [other]) (profile \"elsewhere\", \
+                     rule profile.namespace)",
+                )),
+            },
+            Case {
+                name: "a module not in the digest list",
+                ns: "team",
+                profile: None,
+                policy_error: None,
+                entry: entry(Kind::Module, Some(OTHER)),
+                want: Err((
+                    Rule::Modules,
+                    Some("team-app"),
+                    "warden refused to run the container: module sha256:2222222222222222222222222222222222222222222222222222222222222222 \
+                     is not in the modules list of profile 'team-app' (profile \"team-app\", \
+                     rule modules)",
+                )),
+            },
+            Case {
+                name: "native code under a profile without native",
+                ns: "team",
+                profile: None,
+                policy_error: None,
+                entry: Ok(EntryFacts {
+                    path: "/bin/app".into(),
+                    kind: Kind::Elf,
+                    digest: None,
+                }),
+                want: Err((
+                    Rule::Native,
+                    Some("team-app"),
+                    "warden refused to run the container: /bin/app is a native ELF \
+                     executable: the entrypoint is not WebAssembly and profile 'team-app' \
+                     does not set native = true (profile \"team-app\", rule native)",
+                )),
+            },
+            Case {
+                name: "native code where granted",
+                ns: "team",
+                profile: Some("native-ok"),
+                policy_error: None,
+                entry: Ok(EntryFacts {
+                    path: "/bin/app".into(),
+                    kind: Kind::Script,
+                    digest: None,
+                }),
+                want: Ok("native-ok"),
+            },
+            Case {
+                name: "a listed module under the namespace default",
+                ns: "team",
+                profile: None,
+                policy_error: None,
+                entry: entry(Kind::Component, Some(GOOD)),
+                want: Ok("team-app"),
+            },
+            Case {
+                name: "anything else runs strict",
+                ns: "default",
+                profile: None,
+                policy_error: None,
+                entry: entry(Kind::Module, Some(OTHER)),
+                want: Ok("strict"),
+            },
+        ];
+        for c in cases {
+            let f = facts(c.ns, c.profile);
+            let got = admit(Gathered {
+                facts: &f,
+                policy: match c.policy_error {
+                    Some(e) => Err(e.to_string()),
+                    None => Ok(&policy),
+                },
+                entry: c.entry,
+            });
+            match (got, c.want) {
+                (Ok(a), Ok(profile)) => assert_eq!(a.profile, profile, "{}", c.name),
+                (Err(r), Err((rule, profile, message))) => {
+                    assert_eq!(r.rule, rule, "{}", c.name);
+                    assert_eq!(r.profile.as_deref(), profile, "{}", c.name);
+                    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+                    assert_eq!(r.to_string(), message, "{}", c.name);
+                }
+                (got, want) => panic!("{}: got {got:?}, want {:?}", c.name, want.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
+    fn only_granted_env_passes_and_a_pod_sandbox_is_native() {
+        let policy = Policy::parse(POLICY, "p.toml").unwrap();
+        let f = facts("team", None);
+        let a = admit(Gathered {
+            facts: &f,
+            policy: Ok(&policy),
+            entry: entry(Kind::Module, Some(GOOD)),
+        })
+        .unwrap();
+        assert_eq!(a.grants.env, vec![("LOG_LEVEL".into(), "debug".into())]);
+        let sandbox = Facts {
+            sandbox: true,
+            ..facts("team", None)
+        };
+        let a = admit(Gathered {
+            facts: &sandbox,
+            policy: Ok(&policy),
+            entry: Ok(EntryFacts {
+                path: "/pause".into(),
+                kind: Kind::Elf,
+                digest: None,
+            }),
+        })
+        .unwrap();
+        assert!(a.grants.native);
+    }
+
+    #[test]
+    fn control_characters_in_a_refusal_are_escaped() {
+        let r = Refusal {
+            profile: Some("p\u{1b}[2J".into()),
+            rule: Rule::Entrypoint,
+            reason: "entrypoint \"/a\u{1b}[31m\" not found".into(),
+        };
+        let text = r.to_string();
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("\\x1b[31m"), "{text}");
+    }
+}
