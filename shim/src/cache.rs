@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use wasmtime::Engine;
 
-use crate::entrypoint::Kind;
+use crate::entrypoint::WasmKind;
 
 const SUFFIX: &str = ".cwasm";
 
@@ -68,7 +68,7 @@ impl Cache {
     pub fn get_or_compile(
         &self,
         engine: &Engine,
-        kind: Kind,
+        kind: WasmKind,
         bytes: &[u8],
         digest_hex: &str,
         compat: &str,
@@ -204,13 +204,14 @@ fn check_ancestors(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Compiles a module or component to wasmtime's artifact format.
-pub fn compile(engine: &Engine, kind: Kind, bytes: &[u8]) -> Result<Vec<u8>> {
-    match kind {
-        Kind::Module => Ok(engine.precompile_module(bytes)?),
-        Kind::Component => Ok(engine.precompile_component(bytes)?),
-        other => bail!("cannot compile {}", other.describe()),
-    }
+/// Compiles a module or component to wasmtime's artifact format. A failure here is the
+/// module's: [`crate::compile::CompileError::Invalid`].
+pub fn compile(engine: &Engine, kind: WasmKind, bytes: &[u8]) -> Result<Vec<u8>> {
+    let compiled = match kind {
+        WasmKind::Module => engine.precompile_module(bytes),
+        WasmKind::Component => engine.precompile_component(bytes),
+    };
+    compiled.map_err(|e| crate::compile::CompileError::Invalid(format!("{e:#}")).into())
 }
 
 /// An unlinked file holding `bytes`, for when the cache cannot be written (full disk): the run
@@ -281,10 +282,10 @@ mod tests {
         let compat = engine::compat_key(&engine);
         let m = module();
         let (_, first) = cache
-            .get_or_compile(&engine, Kind::Module, &m, "ab", &compat)
+            .get_or_compile(&engine, WasmKind::Module, &m, "ab", &compat)
             .unwrap();
         let (f, second) = cache
-            .get_or_compile(&engine, Kind::Module, &m, "ab", &compat)
+            .get_or_compile(&engine, WasmKind::Module, &m, "ab", &compat)
             .unwrap();
         assert_eq!((first, second), (Outcome::Compiled, Outcome::Hit));
         // The artifact deserializes in an engine with the same settings.
@@ -307,11 +308,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine::new_engine().unwrap();
         let compat = engine::compat_key(&engine);
-        let size = compile(&engine, Kind::Module, &module()).unwrap().len() as u64;
+        let size = compile(&engine, WasmKind::Module, &module()).unwrap().len() as u64;
         let cache = Cache::open(dir.path(), size * 2).unwrap();
         for d in ["a", "b", "c"] {
             cache
-                .get_or_compile(&engine, Kind::Module, &module(), d, &compat)
+                .get_or_compile(&engine, WasmKind::Module, &module(), d, &compat)
                 .unwrap();
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -341,7 +342,7 @@ mod tests {
         let compat = engine::compat_key(&engine);
         let cache = Cache::open(dir.path(), 10).unwrap();
         let (_, o) = cache
-            .get_or_compile(&engine, Kind::Module, &module(), "big", &compat)
+            .get_or_compile(&engine, WasmKind::Module, &module(), "big", &compat)
             .unwrap();
         assert_eq!(o, Outcome::Uncached);
         assert!(!cache.path_for("big", &compat).exists());
@@ -358,7 +359,7 @@ mod tests {
             .set_modified(old)
             .unwrap();
         let big = Cache::open(dir.path(), 1 << 30).unwrap();
-        big.get_or_compile(&engine, Kind::Module, &module(), "ok", &compat)
+        big.get_or_compile(&engine, WasmKind::Module, &module(), "ok", &compat)
             .unwrap();
         big.evict(&big.path_for("ok", &compat)).unwrap();
         assert!(!stale.exists());
@@ -370,6 +371,6 @@ mod tests {
         let engine = engine::new_engine().unwrap();
         let mut m = module();
         m.truncate(m.len() - 3);
-        assert!(compile(&engine, Kind::Module, &m).is_err());
+        assert!(compile(&engine, WasmKind::Module, &m).is_err());
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::{self, Cache, Outcome};
 use crate::engine::{self, Flavor};
-use crate::entrypoint::Kind;
+use crate::entrypoint::WasmKind;
 
 #[derive(Serialize, Deserialize)]
 pub struct Request {
@@ -26,9 +26,37 @@ pub struct Request {
     pub cache_max_bytes: u64,
     /// The module's bytes, exactly as the shim read and hashed them.
     pub module: WireFd<File>,
-    pub component: bool,
+    pub kind: WasmKind,
+    /// The engine flavour the runner will deserialize with (it must match).
+    pub flavor: Flavor,
+    /// Hex of the module's sha256: the cache key's first half.
     pub digest_hex: String,
-    pub metered: bool,
+}
+
+/// Why no artifact came back; callers branch on it: the module's fault is a refusal
+/// (`module.invalid`), the node's is an error of the create.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum CompileError {
+    /// The bytes are not a valid module or component (wasmtime's reason).
+    #[error("{0}")]
+    Invalid(String),
+    /// The compile went past its bounds (CPU time, memory) and was stopped.
+    #[error("{0}")]
+    Bounds(String),
+    /// Reading, caching or handing over the artifact failed: a problem of the node.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl CompileError {
+    /// Sorts an error from the cache layer: the module's own failures carry a
+    /// `CompileError::Invalid`; anything else is the node's.
+    fn from_anyhow(e: anyhow::Error) -> Self {
+        match e.downcast_ref::<CompileError>() {
+            Some(c) => c.clone(),
+            None => CompileError::Io(format!("{e:#}")),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -39,7 +67,7 @@ pub struct Compiled {
 }
 
 /// Runs [`compile_here`] in a fresh child of the zygote, which exits afterwards.
-pub fn compile_in_child(req: Request) -> anyhow::Result<Compiled> {
+pub fn compile_in_child(req: Request) -> Result<Compiled, CompileError> {
     let child = Zygote::global().spawn();
     let result = child
         .try_run(
@@ -50,14 +78,14 @@ pub fn compile_in_child(req: Request) -> anyhow::Result<Compiled> {
             req,
         )
         .unwrap_or_else(|e| {
-            Err(format!(
+            Err(CompileError::Bounds(format!(
                 "the compile did not finish ({e}); a compile may use {COMPILE_CPU_SECONDS}s \
                  of CPU and {} MiB of memory",
                 COMPILE_MAX_DATA_BYTES >> 20
-            ))
+            )))
         });
     drop(child);
-    result.map_err(anyhow::Error::msg)
+    result
 }
 
 /// CPU time a compile may take before the kernel stops the child (SIGXCPU, then SIGKILL).
@@ -100,40 +128,31 @@ fn bound_compile() {
 }
 
 /// Looks the module up in the cache, compiling and storing it on a miss.
-pub fn compile_here(req: Request) -> Result<Compiled, String> {
+pub fn compile_here(req: Request) -> Result<Compiled, CompileError> {
     let started = Instant::now();
+    let io = |what: &str, e: &dyn std::fmt::Display| CompileError::Io(format!("{what}: {e:#}"));
     let mut module = req.module.into_inner();
     let mut bytes = Vec::new();
     module
         .seek(SeekFrom::Start(0))
         .and_then(|_| module.read_to_end(&mut bytes))
-        .map_err(|e| format!("reading the module: {e}"))?;
-    let flavor = if req.metered {
-        Flavor::Metered
-    } else {
-        Flavor::Plain
-    };
-    let kind = if req.component {
-        Kind::Component
-    } else {
-        Kind::Module
-    };
-    let engine = engine::engine_for(flavor).map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| io("reading the module", &e))?;
+    let engine = engine::engine_for(req.flavor).map_err(|e| io("creating the engine", &e))?;
     let compat = engine::compat_key(&engine);
-    let (artifact, outcome) = match Cache::open(&req.cache_dir, req.cache_max_bytes) {
+    let (mut artifact, outcome) = match Cache::open(&req.cache_dir, req.cache_max_bytes) {
         Ok(cache) => cache
-            .get_or_compile(&engine, kind, &bytes, &req.digest_hex, &compat)
-            .map_err(|e| format!("{e:#}"))?,
+            .get_or_compile(&engine, req.kind, &bytes, &req.digest_hex, &compat)
+            .map_err(CompileError::from_anyhow)?,
         Err(e) => {
             log::warn!("compile cache unusable, compiling without it: {e:#}");
-            let artifact = cache::compile(&engine, kind, &bytes).map_err(|e| format!("{e:#}"))?;
-            let file = cache::anonymous_file(&artifact).map_err(|e| format!("{e:#}"))?;
+            let artifact =
+                cache::compile(&engine, req.kind, &bytes).map_err(CompileError::from_anyhow)?;
+            let file = cache::anonymous_file(&artifact).map_err(|e| io("the artifact", &e))?;
             (file, Outcome::Uncached)
         }
     };
     // The container gets a sealed copy, never the cache file itself.
-    let mut artifact = artifact;
-    let artifact = cache::sealed_copy(&mut artifact).map_err(|e| format!("{e:#}"))?;
+    let artifact = cache::sealed_copy(&mut artifact).map_err(|e| io("sealing the artifact", &e))?;
     Ok(Compiled {
         artifact: WireFd::new(artifact),
         outcome,
@@ -153,15 +172,15 @@ mod tests {
             cache_dir: dir.path().join("c"),
             cache_max_bytes: 1 << 30,
             module: WireFd::new(cache::anonymous_file(&module).unwrap()),
-            component: false,
+            kind: WasmKind::Module,
+            flavor: Flavor::Plain,
             digest_hex: "00".into(),
-            metered: false,
         };
         assert_eq!(compile_here(req()).unwrap().outcome, Outcome::Compiled);
         assert_eq!(compile_here(req()).unwrap().outcome, Outcome::Hit);
         let mut bad = req();
         bad.digest_hex = "01".into();
         bad.module = WireFd::new(cache::anonymous_file(b"\0asm\x01\0\0\0\x01").unwrap());
-        assert!(compile_here(bad).is_err());
+        assert!(matches!(compile_here(bad), Err(CompileError::Invalid(_))));
     }
 }

@@ -14,7 +14,7 @@ pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10)
 /// The two engine flavours. Fuel metering changes the generated code (and costs time on
 /// every loop), so only profiles with `limits.fuel` get the metered engine; its artifacts
 /// have their own compatibility hash, hence their own cache entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Flavor {
     Plain,
     Metered,

@@ -37,15 +37,38 @@ pub enum Kind {
     Unknown,
 }
 
+/// What a Wasm entrypoint is, once it is known to be Wasm: the type that travels from the
+/// classification through the compile to the runner, so no side re-derives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WasmKind {
+    /// A core module (WASI preview 1, `_start`).
+    Module,
+    /// A component (WASI preview 2 or later).
+    Component,
+}
+
+impl WasmKind {
+    /// "Wasm module" or "Wasm component".
+    pub fn noun(self) -> &'static str {
+        match self {
+            WasmKind::Module => "Wasm module",
+            WasmKind::Component => "Wasm component",
+        }
+    }
+}
+
 impl Kind {
-    pub fn is_native(self) -> bool {
-        matches!(self, Kind::Elf | Kind::Script)
+    /// The Wasm kind, for a module or a component.
+    pub fn wasm(self) -> Option<WasmKind> {
+        match self {
+            Kind::Module => Some(WasmKind::Module),
+            Kind::Component => Some(WasmKind::Component),
+            _ => None,
+        }
     }
 
-    /// The kind without an article: "Wasm module".
-    pub fn noun(self) -> &'static str {
-        let d = self.describe();
-        d.strip_prefix("a ").unwrap_or(d)
+    pub fn is_native(self) -> bool {
+        matches!(self, Kind::Elf | Kind::Script)
     }
 
     pub fn describe(self) -> &'static str {

@@ -26,6 +26,7 @@ use warden_audit::escape_for_terminal;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
+use crate::entrypoint::WasmKind;
 use crate::launch::{WasmWorkload, Workload};
 use crate::report::{Ended, Report, Reporter};
 use crate::run::{Outcome, Program};
@@ -154,7 +155,7 @@ fn run_guest(w: &WasmWorkload, reporter: &Arc<Reporter>) -> End {
 
 /// The engine for the grants' flavour and the program deserialized from the artifact.
 fn load(w: &WasmWorkload) -> anyhow::Result<(Engine, Program)> {
-    let engine = engine::engine_for(engine::Flavor::for_limits(&w.grants.limits))?;
+    let engine = engine::engine_for(w.flavor)?;
     let mut bytes = Vec::new();
     let mut file = w.artifact.try_clone()?;
     std::io::Seek::rewind(&mut file)?;
@@ -162,10 +163,9 @@ fn load(w: &WasmWorkload) -> anyhow::Result<(Engine, Program)> {
     // SAFETY: the artifact was compiled by this shim, on the host side, with the same engine
     // configuration, and reached this process as a sealed memfd nothing else can write.
     let program = unsafe {
-        if w.component {
-            Program::Component(Component::deserialize(&engine, &bytes)?)
-        } else {
-            Program::Module(Module::deserialize(&engine, &bytes)?)
+        match w.kind {
+            WasmKind::Component => Program::Component(Component::deserialize(&engine, &bytes)?),
+            WasmKind::Module => Program::Module(Module::deserialize(&engine, &bytes)?),
         }
     };
     Ok((engine, program))

@@ -18,9 +18,10 @@ use warden_audit::{Throttle, escape_for_terminal, event};
 use warden_policy::{Policy, Rule};
 
 use crate::admission::{self, Admitted, EntryFacts, Gathered, Refusal};
+use crate::compile::CompileError;
 use crate::container::Container;
 use crate::engine::Flavor;
-use crate::entrypoint::{self, Kind};
+use crate::entrypoint::{self, Kind, WasmKind};
 use crate::exit_cell::ExitCell;
 use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
@@ -331,19 +332,31 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
         // The decision allowed native code: the pod sandbox, or a profile with native = true.
         Kind::Elf | Kind::Script => Workload::Native,
         Kind::Module | Kind::Component => {
+            let kind = entry
+                .kind
+                .wasm()
+                .ok_or_else(|| SandboxError::Others(format!("{} is not Wasm", entry.path)))?;
             let digest = digest.unwrap_or_default();
             let flavor = Flavor::for_limits(&grants.limits);
-            let artifact = match compile_cached(&settings, &entry, &digest, flavor) {
+            let artifact = match compile_cached(&settings, &entry, kind, &digest, flavor) {
                 Ok(a) => a,
-                Err(e) => {
-                    let reason =
-                        format!("{} is not a valid {}: {e:#}", entry.path, entry.kind.noun());
+                // The module's fault (invalid bytes, a compile past its bounds): a refusal.
+                Err(e @ (CompileError::Invalid(_) | CompileError::Bounds(_))) => {
+                    let reason = format!("{} is not a valid {}: {e}", entry.path, kind.noun());
                     return Err(refuse_with(&ctx, Rule::ModuleInvalid, reason));
+                }
+                // The node's: an error of the create, not the module's.
+                Err(CompileError::Io(e)) => {
+                    return Err(SandboxError::Others(format!(
+                        "compiling {}: {e}",
+                        entry.path
+                    )));
                 }
             };
             Workload::Wasm(Box::new(WasmWorkload {
                 artifact: WireFd::new(artifact),
-                component: entry.kind == Kind::Component,
+                kind,
+                flavor,
                 args: facts.args.clone(),
                 grants,
                 preopens: resolved.preopens,
@@ -429,17 +442,19 @@ fn unauditable(e: &warden_audit::AuditError) -> SandboxError {
 fn compile_cached(
     settings: &Settings,
     entry: &entrypoint::Entrypoint,
+    kind: WasmKind,
     digest: &str,
     flavor: Flavor,
-) -> anyhow::Result<std::fs::File> {
-    let module = cache::anonymous_file(&entry.bytes)?;
+) -> Result<std::fs::File, CompileError> {
+    let module = cache::anonymous_file(&entry.bytes)
+        .map_err(|e| CompileError::Io(format!("handing the module over: {e:#}")))?;
     let compiled = compile::compile_in_child(compile::Request {
         cache_dir: settings.cache_dir.clone(),
         cache_max_bytes: settings.cache_max_bytes,
         module: WireFd::new(module),
-        component: entry.kind == Kind::Component,
+        kind,
+        flavor,
         digest_hex: digest.trim_start_matches("sha256:").to_string(),
-        metered: flavor == Flavor::Metered,
     })?;
     let took = std::time::Duration::from_micros(compiled.micros);
     match compiled.outcome {

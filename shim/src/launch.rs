@@ -34,7 +34,10 @@ pub struct WasmWorkload {
     /// The artifact the shim compiled, as a sealed memfd copy: the runner cannot write to it
     /// nor reach the cache file it came from.
     pub artifact: WireFd<File>,
-    pub component: bool,
+    /// Module or component, as classified on the host side.
+    pub kind: crate::entrypoint::WasmKind,
+    /// The engine flavour the artifact was compiled for: the runner deserializes with it.
+    pub flavor: crate::engine::Flavor,
     pub args: Vec<String>,
     /// The decided grants: env, network and limits are applied from here; granted paths
     /// come resolved in `preopens`.

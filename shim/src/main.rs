@@ -24,6 +24,7 @@ mod pid_fd;
 mod preopen;
 mod report;
 mod run;
+mod runner;
 mod safe_open;
 mod settings;
 mod wasi_ctx;

@@ -9,13 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use warden_policy::Limits;
-use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{
-    Engine, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline, WasmBacktrace,
-};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module, ResourceLimiter, Store, Trap, UpdateDeadline, WasmBacktrace};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
+use crate::runner::{P1Command, P2Command, RunEnv, RunError, Runner};
 pub use crate::watchdog::OnForcedStop;
 use crate::watchdog::{self, ForcedStop, Watch};
 use crate::{dns, exit_code};
@@ -79,9 +77,19 @@ pub enum Program {
     Component(Component),
 }
 
+impl Program {
+    /// The way of running it (see [`crate::runner`]).
+    pub fn into_runner(self) -> Box<dyn Runner> {
+        match self {
+            Program::Module(m) => Box::new(P1Command(m)),
+            Program::Component(c) => Box::new(P2Command(c)),
+        }
+    }
+}
+
 /// Records the first limit that stopped the guest, shared by the limiter and the epoch hook.
 #[derive(Clone, Default)]
-struct LimitHit(Arc<Mutex<Option<(LimitKind, String)>>>);
+pub struct LimitHit(Arc<Mutex<Option<(LimitKind, String)>>>);
 
 impl LimitHit {
     fn set(&self, kind: LimitKind, msg: String) {
@@ -134,7 +142,7 @@ pub const MAX_MEMORIES: usize = 100;
 /// rare case only makes the bound stricter. Memories and tables are never freed while the
 /// store lives. Shared memories bypass the limiter in wasmtime, which is why the engine
 /// disables the threads proposal.
-struct MemoryLimiter {
+pub struct MemoryLimiter {
     limit: Option<u64>,
     memory_bytes: u64,
     table_bytes: u64,
@@ -228,37 +236,6 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-struct P1State {
-    wasi: WasiP1Ctx,
-    limiter: MemoryLimiter,
-}
-
-struct P2State {
-    ctx: WasiCtx,
-    table: ResourceTable,
-    limiter: MemoryLimiter,
-    /// Name lookup for `wasi:sockets/ip-name-lookup` (see `dns`).
-    dns: dns::NameLookup,
-}
-
-impl WasiView for P2State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.ctx,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl dns::DnsView for P2State {
-    fn dns(&mut self) -> dns::DnsCtxView<'_> {
-        dns::DnsCtxView {
-            lookup: &self.dns,
-            table: &mut self.table,
-        }
-    }
-}
-
 /// Runs `program` to completion under `limits`. Components look names up with `dns`.
 ///
 /// Time limits stop a guest only while it runs Wasm code; a guest blocked in a host call runs
@@ -311,12 +288,17 @@ fn run_inner(
     let limiter = MemoryLimiter::new(limits.memory, hit.clone());
     let started = Instant::now();
     let watch = start_watch(engine, limits, &hit, started, forced);
-    let result = match program {
-        Program::Module(m) => run_module(engine, &m, wasi, limiter, limits, &hit, started),
-        Program::Component(c) => {
-            run_component(engine, &c, wasi, dns, limiter, limits, &hit, started)
-        }
+    let env = RunEnv {
+        engine,
+        dns,
+        limiter,
+        limits,
+        hit: &hit,
+        started,
     };
+    let runner = program.into_runner();
+    let what = runner.describe();
+    let result = runner.run(wasi, env);
     if let Some(watch) = &watch
         && !watch.finish()
     {
@@ -332,7 +314,7 @@ fn run_inner(
         // instantiation error, which for components is a setup error.
         Err(RunError::Setup(e)) => match hit.get() {
             Some((kind, msg)) => Outcome::Limit(kind, msg),
-            None => Outcome::SetupFailed(format!("{e:#}")),
+            None => Outcome::SetupFailed(format!("setting up the {what}: {e:#}")),
         },
         Err(RunError::Guest(e)) => classify_error(&e, &hit),
     }
@@ -361,86 +343,14 @@ fn start_watch(
     Some(Watch::start(engine, check, forced))
 }
 
-enum RunError {
-    Setup(wasmtime::Error),
-    Guest(wasmtime::Error),
-}
-
-fn run_module(
-    engine: &Engine,
-    module: &Module,
-    mut wasi: WasiCtxBuilder,
-    limiter: MemoryLimiter,
-    limits: &Limits,
-    hit: &LimitHit,
-    started: Instant,
-) -> Result<i32, RunError> {
-    let mut linker: Linker<P1State> = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi).map_err(RunError::Setup)?;
-    let state = P1State {
-        wasi: wasi.build_p1(),
-        limiter,
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limiter);
-    arm_limits(&mut store, limits, hit, started);
-    let instance = linker
-        .instantiate(&mut store, module)
-        .map_err(RunError::Guest)?;
-    let start = instance
-        .get_typed_func::<(), ()>(&mut store, "_start")
-        .map_err(|e| {
-            RunError::Setup(e.context("the module does not export a `_start` function"))
-        })?;
-    start.call(&mut store, ()).map_err(RunError::Guest)?;
-    Ok(0)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_component(
-    engine: &Engine,
-    component: &Component,
-    mut wasi: WasiCtxBuilder,
-    dns: dns::NameLookup,
-    limiter: MemoryLimiter,
-    limits: &Limits,
-    hit: &LimitHit,
-    started: Instant,
-) -> Result<i32, RunError> {
-    let mut linker: wasmtime::component::Linker<P2State> = wasmtime::component::Linker::new(engine);
-    // `wasi:cli/exit.exit` carries only ok/err (status 0 or 1); components that call
-    // `exit-with-code` (WASI 0.2.12) get their exact status through as `I32Exit`.
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RunError::Setup)?;
-    // Replaces wasmtime-wasi's name lookup (getaddrinfo in the image's root).
-    dns::add_to_linker(&mut linker).map_err(RunError::Setup)?;
-    let state = P2State {
-        ctx: wasi.build(),
-        table: ResourceTable::new(),
-        limiter,
-        dns,
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limiter);
-    arm_limits(&mut store, limits, hit, started);
-    let command =
-        wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, component, &linker)
-            .map_err(|e| {
-                RunError::Setup(e.context(
-                    "instantiating the component: it must be a WASI command (export \
-                         wasi:cli/run) and import only what warden provides (wasi:cli, \
-                         wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets)",
-                ))
-            })?;
-    match command.wasi_cli_run().call_run(&mut store) {
-        Ok(Ok(())) => Ok(0),
-        Ok(Err(())) => Ok(1),
-        Err(e) => Err(RunError::Guest(e)),
-    }
-}
-
 /// Sets fuel and the epoch deadline; the thread that advances the epoch is the watchdog
 /// started by [`run_inner`].
-fn arm_limits<T: 'static>(store: &mut Store<T>, limits: &Limits, hit: &LimitHit, started: Instant) {
+pub fn arm_limits<T: 'static>(
+    store: &mut Store<T>,
+    limits: &Limits,
+    hit: &LimitHit,
+    started: Instant,
+) {
     if let Some(fuel) = limits.fuel {
         // Only a metered engine (see `engine::Flavor`) accepts fuel.
         if let Err(e) = store.set_fuel(fuel) {
@@ -878,7 +788,7 @@ mod tests {
         let module = Module::new(&engine, format!("(module {memories})")).unwrap();
         let mut store = Store::new(&engine, MemoryLimiter::new(None, LimitHit::default()));
         store.limiter(|l| l);
-        let linker: Linker<MemoryLimiter> = Linker::new(&engine);
+        let linker: wasmtime::Linker<MemoryLimiter> = wasmtime::Linker::new(&engine);
         linker.instantiate(&mut store, &module).unwrap();
         let err = linker.instantiate(&mut store, &module).unwrap_err();
         assert!(format!("{err:#}").contains("memory count"), "{err:#}");
