@@ -4,13 +4,14 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::Context;
 use containerd_shimkit::set_logger_kv;
 use containerd_shimkit::zygote::Zygote;
 use libcontainer::container::Container as YoukiContainer;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::signal::Signal;
 use libcontainer::syscall::syscall::SyscallType;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::executor::WardenExecutor;
@@ -23,73 +24,116 @@ thread_local! {
 
 pub struct Container(Zygote);
 
+/// What went wrong with the container, as it crosses back from the zygote.
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
+pub enum ContainerError {
+    /// Asked about a container the zygote does not hold.
+    #[error("the container was not created")]
+    NotCreated,
+    /// youki has no pid for it (not started, or gone).
+    #[error("the container has no process")]
+    NoProcess,
+    #[error("{signal} is not a signal")]
+    BadSignal { signal: u32 },
+    /// youki refused an operation.
+    #[error("{op}: {message}")]
+    Youki { op: String, message: String },
+    /// The zygote did not answer (it died, or the request could not be sent).
+    #[error("the container's zygote: {0}")]
+    Zygote(String),
+}
+
+impl From<ContainerError> for containerd_shimkit::sandbox::Error {
+    fn from(e: ContainerError) -> Self {
+        use containerd_shimkit::sandbox::Error as E;
+        match e {
+            ContainerError::NotCreated | ContainerError::NoProcess => E::NotFound(e.to_string()),
+            ContainerError::BadSignal { .. } => E::InvalidArgument(e.to_string()),
+            ContainerError::Youki { .. } | ContainerError::Zygote(_) => E::Others(e.to_string()),
+        }
+    }
+}
+
+fn youki(op: &str, e: impl std::fmt::Display) -> ContainerError {
+    ContainerError::Youki {
+        op: op.into(),
+        message: format!("{e:#}"),
+    }
+}
+
 impl Container {
     /// Spawns a zygote and creates the (not yet started) container in it.
-    pub fn build(launch: Launch) -> Result<Self> {
+    pub fn build(launch: Launch) -> Result<Self, ContainerError> {
         let zygote = Zygote::global().spawn();
         zygote
-            .run(build_in_zygote, launch)
-            .map_err(|e| anyhow!(e))?;
+            .try_run(build_in_zygote, launch)
+            .map_err(|e| ContainerError::Zygote(e.to_string()))??;
         Ok(Container(zygote))
     }
 
-    pub fn pid(&self) -> Result<i32> {
+    pub fn pid(&self) -> Result<i32, ContainerError> {
         self.with(
-            |c, _| c.pid().map(|p| p.as_raw()).ok_or_else(|| "no pid".into()),
+            |c, _| c.pid().map(|p| p.as_raw()).ok_or(ContainerError::NoProcess),
             (),
         )
     }
 
-    pub fn start(&self) -> Result<()> {
-        self.with(|c, _| c.start().map_err(|e| format!("{e:#}")), ())
+    pub fn start(&self) -> Result<(), ContainerError> {
+        self.with(|c, _| c.start().map_err(|e| youki("starting", e)), ())
     }
 
-    pub fn kill(&self, signal: u32) -> Result<()> {
+    pub fn kill(&self, signal: u32) -> Result<(), ContainerError> {
         self.with(
             |c, signal| {
-                let s = Signal::try_from(signal as i32).map_err(|e| format!("{e}"))?;
-                c.kill(s, true).map_err(|e| format!("{e:#}"))
+                let s = Signal::try_from(signal as i32)
+                    .map_err(|_| ContainerError::BadSignal { signal })?;
+                c.kill(s, true).map_err(|e| youki("killing", e))
             },
             signal,
         )
     }
 
-    pub fn delete(&self) -> Result<()> {
-        self.with(|c, _| c.delete(true).map_err(|e| format!("{e:#}")), ())
+    pub fn delete(&self) -> Result<(), ContainerError> {
+        self.with(|c, _| c.delete(true).map_err(|e| youki("deleting", e)), ())
     }
 
-    fn with<A, T>(&self, f: fn(&mut YoukiContainer, A) -> Result<T, String>, arg: A) -> Result<T>
+    fn with<A, T>(
+        &self,
+        f: fn(&mut YoukiContainer, A) -> Result<T, ContainerError>,
+        arg: A,
+    ) -> Result<T, ContainerError>
     where
         A: serde::Serialize + serde::de::DeserializeOwned + 'static,
         T: serde::Serialize + serde::de::DeserializeOwned + 'static,
     {
         // The function pointer is valid in the zygote: it is a fork of this same binary.
         self.0
-            .run(
-                |(f, arg): (usize, A)| -> Result<T, String> {
+            .try_run(
+                |(f, arg): (usize, A)| -> Result<T, ContainerError> {
                     // SAFETY: `f` was cast from a `fn(&mut YoukiContainer, A) -> Result<T,
-                    // String>` in the parent, and the zygote runs the same executable image.
-                    let f: fn(&mut YoukiContainer, A) -> Result<T, String> =
+                    // ContainerError>` in the parent, and the zygote runs the same executable
+                    // image.
+                    let f: fn(&mut YoukiContainer, A) -> Result<T, ContainerError> =
                         unsafe { std::mem::transmute(f) };
                     CONTAINER.with_borrow_mut(|c| match c.as_mut() {
                         Some(c) => f(c, arg),
-                        None => Err("container not created".into()),
+                        None => Err(ContainerError::NotCreated),
                     })
                 },
                 (f as usize, arg),
             )
-            .map_err(|e| anyhow!(e))
+            .map_err(|e| ContainerError::Zygote(e.to_string()))?
     }
 }
 
-fn build_in_zygote(launch: Launch) -> Result<(), String> {
+fn build_in_zygote(launch: Launch) -> Result<(), ContainerError> {
     set_logger_kv([("instance", launch.id.as_str())]);
-    let c = create(launch).map_err(|e| format!("{e:#}"))?;
+    let c = create(launch).map_err(|e| youki("creating", e))?;
     CONTAINER.with_borrow_mut(|slot| *slot = Some(c));
     Ok(())
 }
 
-fn create(launch: Launch) -> Result<YoukiContainer> {
+fn create(launch: Launch) -> anyhow::Result<YoukiContainer> {
     let Launch { id, cfg, workload } = launch;
     let root = state_root(&cfg.containerd_address, &cfg.namespace);
     let mut builder = ContainerBuilder::new(id, SyscallType::Linux)

@@ -100,12 +100,37 @@ pub fn classify(bytes: &[u8]) -> Kind {
     }
 }
 
-/// The entrypoint as read from the rootfs.
+/// The entrypoint as a module source read it.
 pub struct Entrypoint {
-    /// The path inside the container, as the spec named it after resolution.
+    /// Where it came from, for messages: its path inside the container.
     pub path: String,
     pub bytes: Vec<u8>,
     pub kind: Kind,
+    /// `sha256:<hex>` of a Wasm entrypoint's bytes: what the policy's `modules` list, the
+    /// cache key and the audit records name.
+    pub digest: Option<String>,
+}
+
+/// Where a module's bytes come from. Today the file at `args[0]` in the image's rootfs
+/// ([`RootfsFile`]); next, a Wasm layer in containerd's content store. What a source yields
+/// is the same typed [`Entrypoint`] either way, so nothing after it knows which it was.
+pub trait ModuleSource {
+    fn read(&self) -> Result<Entrypoint>;
+}
+
+/// The file `args[0]` names in the container's rootfs (see [`read`]).
+pub struct RootfsFile<'a> {
+    pub rootfs: &'a Path,
+    pub arg0: &'a str,
+    pub cwd: &'a str,
+    pub env: &'a [String],
+    pub max_bytes: u64,
+}
+
+impl ModuleSource for RootfsFile<'_> {
+    fn read(&self) -> Result<Entrypoint> {
+        read(self.rootfs, self.arg0, self.cwd, self.env, self.max_bytes)
+    }
 }
 
 /// Resolves `arg0` like the container's init would (absolute, relative to `cwd`, or searched in
@@ -162,10 +187,15 @@ fn read_entry(file: File, path: &str, max_bytes: u64) -> Result<Entrypoint> {
     if kind.is_native() {
         bytes.clear();
     }
+    let digest = kind.wasm().map(|_| {
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
+    });
     Ok(Entrypoint {
         path: path.to_string(),
         bytes,
         kind,
+        digest,
     })
 }
 

@@ -30,7 +30,7 @@ use crate::entrypoint::WasmKind;
 use crate::launch::{WasmWorkload, Workload};
 use crate::report::{Ended, Report, Reporter};
 use crate::run::{Outcome, Program};
-use crate::{dns, engine, exit_code, preopen, run, wasi_ctx};
+use crate::{engine, exit_code, preopen, run, wasi_ctx};
 
 #[derive(Clone)]
 pub struct WardenExecutor(Arc<Workload>);
@@ -127,14 +127,13 @@ fn run_guest(w: &WasmWorkload, reporter: &Arc<Reporter>) -> End {
     });
     // Names resolve with the node's (or the pod's CRI) resolver configuration the shim read
     // on the host side, never the image's files or NSS modules.
-    let lookup = dns::NameLookup::new(w.resolver.clone(), &w.grants.network, on_deny.clone());
-    let mut wasi = match wasi_ctx::builder(&w.grants, &w.args, on_deny) {
-        Ok(b) => b,
+    let wasi_ctx::GuestWasi {
+        ctx: wasi,
+        dns: lookup,
+    } = match wasi_ctx::for_grants(&w.grants, &w.args, &dirs, &w.resolver, on_deny) {
+        Ok(g) => g,
         Err(e) => return End::Ran(Outcome::SetupFailed(format!("{e:#}"))),
     };
-    if let Err(e) = preopen::add_to(&mut wasi, &dirs) {
-        return End::Ran(Outcome::SetupFailed(format!("{e:#}")));
-    }
     // wasmtime-wasi holds its own descriptors for the preopens now.
     drop(dirs);
     // A guest blocked in a host call past its deadline or CPU time is stopped by the

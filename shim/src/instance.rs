@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use containerd_shimkit::sandbox::{Error as SandboxError, Instance, InstanceConfig};
 use containerd_shimkit::zygote::WireFd;
 use oci_spec::runtime::Spec;
-use sha2::{Digest, Sha256};
 use warden_audit::{Throttle, escape_for_terminal, event};
 use warden_policy::{Policy, Rule};
 
@@ -21,7 +20,7 @@ use crate::admission::{self, Admitted, EntryFacts, Gathered, Refusal};
 use crate::compile::CompileError;
 use crate::container::Container;
 use crate::engine::Flavor;
-use crate::entrypoint::{self, Kind, WasmKind};
+use crate::entrypoint::{self, Kind, ModuleSource, RootfsFile, WasmKind};
 use crate::exit_cell::ExitCell;
 use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
@@ -48,7 +47,7 @@ impl Instance for WardenInstance {
             .await
             .map_err(|e| SandboxError::Others(format!("preparing container {id}: {e}")))??;
         let container = Container::build(launch)
-            .map_err(|e| SandboxError::Others(format!("creating container {id}: {e:#}")))?;
+            .map_err(|e| SandboxError::Others(format!("creating container {id}: {e}")))?;
         log::info!("container {id} created in {:?}", started.elapsed());
         Ok(Self {
             id,
@@ -260,20 +259,20 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
             .unwrap_or("rootfs".as_ref()),
     );
     let arg0 = facts.args.first().cloned().unwrap_or_default();
-    let entry = entrypoint::read(
-        &rootfs,
-        &arg0,
-        &facts.cwd,
-        &facts.env,
-        settings.max_module_bytes,
-    );
+    let source = RootfsFile {
+        rootfs: &rootfs,
+        arg0: &arg0,
+        cwd: &facts.cwd,
+        env: &facts.env,
+        max_bytes: settings.max_module_bytes,
+    };
+    let entry = source.read();
     let entry_facts = entry
         .as_ref()
         .map(|e| EntryFacts {
             path: e.path.clone(),
             kind: e.kind,
-            digest: (!e.kind.is_native())
-                .then(|| format!("sha256:{}", hex::encode(Sha256::digest(&e.bytes)))),
+            digest: e.digest.clone(),
         })
         .map_err(|e| format!("{e:#}"));
     ctx.module_digest = entry_facts.as_ref().ok().and_then(|e| e.digest.clone());

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use warden_policy::{Grants, NetworkGrant};
+
+use crate::{dns, preopen};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
@@ -18,7 +20,42 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 /// socket use the policy refused.
 pub type DenyHook = Arc<dyn Fn(&'static str, String) + Send + Sync>;
 
-/// Builds the WASI context for a guest from its grants and args.
+/// What a guest gets to reach the host: the WASI context and the name lookup.
+pub struct GuestWasi {
+    pub ctx: WasiCtxBuilder,
+    pub dns: dns::NameLookup,
+}
+
+/// The one place that turns grants into what a guest may reach.
+///
+/// What every guest gets, strict profile included:
+///
+/// - its args (`args[0]` is the module's path in the image);
+/// - stdin, stdout and stderr: the container's, as containerd set them up;
+/// - the wall clock and the monotonic clock of the host;
+/// - `random` (a CSPRNG seeded from the host) and `insecure-random`;
+/// - TCP and UDP sockets may be created, but every bind, listen, connect and send is checked
+///   against the grants: with none, every one is refused (`EACCES`) and reported;
+/// - `exit`.
+///
+/// What it gets only when granted: environment variables (`env`, by name), preopened
+/// directories (`mounts`, as `dirs` opened by descriptor), socket addresses (`network`), name
+/// lookup (`network.dns`, with `resolver`, never the image's files). No working directory,
+/// no host environment, nothing else of the host.
+pub fn for_grants(
+    grants: &Grants,
+    args: &[String],
+    dirs: &[preopen::OpenDir],
+    resolver: &dns::ResolverConfig,
+    on_deny: DenyHook,
+) -> Result<GuestWasi> {
+    let dns = dns::NameLookup::new(resolver.clone(), &grants.network, on_deny.clone());
+    let mut ctx = builder(grants, args, on_deny)?;
+    preopen::add_to(&mut ctx, dirs)?;
+    Ok(GuestWasi { ctx, dns })
+}
+
+/// The WASI context of [`for_grants`] without preopens and name lookup (tests use it).
 pub fn builder(grants: &Grants, args: &[String], on_deny: DenyHook) -> Result<WasiCtxBuilder> {
     let mut b = WasiCtxBuilder::new();
     b.args(args).inherit_stdio();
