@@ -219,6 +219,13 @@ fn describe_end(status: Status, summary: &report::Summary) -> (String, Option<St
             };
             (ended.as_str().into(), audit_note(reason))
         }
+        // Only the shell-style code is known (the shim's reaper took the status first) and
+        // the runner said nothing: past 128 that is a signal, since a runner that exits on
+        // its own always reports first.
+        (Status::Code(code), None) if code > 128 => (
+            "killed".into(),
+            audit_note(Some(format!("killed by signal {}", code - 128))),
+        ),
         (Status::Exited(code) | Status::Code(code), _) => {
             ("unreported".into(), audit_note(exit_code::describe(code)))
         }
@@ -472,4 +479,37 @@ fn compile_cached(
         }
     }
     Ok(compiled.artifact.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Ended, Summary};
+
+    fn summary(ended: Option<(Ended, i32)>) -> Summary {
+        Summary {
+            ended: ended.map(|(e, c)| (e, c, None)),
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn how_a_run_ended_comes_from_the_runner_or_the_signal() {
+        let end = |status, s: &Summary| describe_end(status, s).0;
+        // The runner's word decides, whatever the code.
+        let guest = summary(Some((Ended::GuestExit, 137)));
+        assert_eq!(end(Status::Exited(137), &guest), "guest_exit");
+        assert_eq!(end(Status::Code(137), &guest), "guest_exit");
+        // A signal, seen as such or only as a code past 128 with no word from the runner.
+        assert_eq!(end(Status::Signaled(9), &guest), "killed");
+        assert_eq!(end(Status::Code(137), &summary(None)), "killed");
+        // A status with no word and no signal.
+        assert_eq!(end(Status::Exited(3), &summary(None)), "unreported");
+        // A report for another code is not believed.
+        let other = summary(Some((Ended::GuestExit, 3)));
+        assert_eq!(end(Status::Exited(124), &other), "unreported");
+        let (_, reason) =
+            describe_end(Status::Exited(124), &summary(Some((Ended::GuestExit, 124))));
+        assert_eq!(reason.as_deref(), Some("the guest exited with 124"));
+    }
 }
