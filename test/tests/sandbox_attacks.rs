@@ -444,7 +444,7 @@ fn a_container_whose_records_cannot_be_written_is_stopped() {
             c.run(
                 &image,
                 &id2,
-                RunOpts::warden().args(["/app.wasm", "127.0.0.1:9", "100000", "2"]),
+                RunOpts::warden().args(["/app.wasm", "127.0.0.1:9", "100000", "3"]),
             )
         });
         wait_for_task(&n, &id);
