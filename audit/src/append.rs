@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
+use warden_common::lock::Flock;
 
 use crate::record::{Record, node_name, now_rfc3339};
 
@@ -308,31 +309,10 @@ fn describe_fd(file: &File) -> String {
     }
 }
 
-/// Holds an exclusive `flock` until dropped.
-struct FlockGuard<'a>(&'a File);
-
-impl<'a> FlockGuard<'a> {
-    fn lock(file: &'a File) -> io::Result<Self> {
-        loop {
-            match rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive) {
-                Ok(()) => return Ok(FlockGuard(file)),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-impl Drop for FlockGuard<'_> {
-    fn drop(&mut self) {
-        // Closing the descriptor would release it too; an explicit unlock matters for
-        // descriptors the caller keeps open (`append_to_file`).
-        let _ = rustix::fs::flock(self.0, rustix::fs::FlockOperation::Unlock);
-    }
-}
-
 fn append_locked(file: &File, target: &str, rec: &mut Record) -> Result<(), AuditError> {
-    let _lock = FlockGuard::lock(file).map_err(|e| AuditError::io(target, "lock", e))?;
+    // Released when dropped, not only when the descriptor closes: `append_to_file`'s
+    // caller keeps its descriptor open.
+    let _lock = Flock::exclusive(file).map_err(|e| AuditError::io(target, "lock", e))?;
     let len = file
         .metadata()
         .map_err(|e| AuditError::io(target, "stat", e))?

@@ -2,9 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Default location of the audit log.
-pub const DEFAULT_AUDIT_LOG: &str = "/var/log/warden/audit.jsonl";
-
 /// `prev` of the first line (the anchor): there is nothing before it.
 pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

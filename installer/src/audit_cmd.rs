@@ -14,9 +14,10 @@ use chrono::{DateTime, FixedOffset};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use warden_audit::{
-    DEFAULT_AUDIT_LOG, Pin, Record, Summary, VerifyError, escape_for_terminal,
-    escape_json_for_terminal, verify_file_pins,
+    Pin, Record, Summary, VerifyError, escape_for_terminal, escape_json_for_terminal,
+    verify_file_pins,
 };
+use warden_common::names::DEFAULT_AUDIT_LOG;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {

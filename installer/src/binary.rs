@@ -4,14 +4,15 @@
 //! The expected digest comes from `--shim-digest`, else from `<shim>.sha256` beside the
 //! shim (`sha256sum` format, written by the build next to the binary it hashed). A shim
 //! whose bytes do not match is refused before anything is written, and the copy into the
-//! install dir is hashed again while it is written ([`crate::atomic_write::copy_atomic`]),
+//! install dir is hashed again while it is written ([`crate::durable::copy_atomic`]),
 //! so the bytes that land are the bytes that were checked.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::containerd_config::SHIM_BINARY;
+use warden_common::names::SHIM_BINARY;
+
 use crate::digest;
 use crate::input_file::{DIGEST_FILE_CAP, InputError, Links, read_capped};
 
@@ -195,7 +196,7 @@ impl BinaryAction {
     /// One line for `plan` and `install`.
     pub fn describe(&self, node_path: &Path, shim: &Shim) -> String {
         let target = node_path.display();
-        let new = digest::short(&shim.digest);
+        let new = warden_common::digest::short(&shim.digest);
         match self {
             BinaryAction::Create => format!(
                 "binary: install {target} ({new}, {} bytes) from {}",
@@ -205,7 +206,7 @@ impl BinaryAction {
             BinaryAction::Replace { current } => format!(
                 "binary: replace {target} ({} -> {new}) from {}; running shims keep the old \
                  file, no restart needed",
-                digest::short(current),
+                warden_common::digest::short(current),
                 shim.path.display()
             ),
             BinaryAction::Unchanged => format!("binary: {target} is already {new}"),
@@ -216,6 +217,7 @@ impl BinaryAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warden_common::Digest;
 
     fn shim_in(dir: &Path, bytes: &[u8]) -> PathBuf {
         let path = dir.join(SHIM_BINARY);
@@ -227,7 +229,7 @@ mod tests {
     fn digest_from_flag_or_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = shim_in(dir.path(), b"shim");
-        let good = digest::of_bytes(b"shim");
+        let good = Digest::of(b"shim").to_string();
         let shim = resolve(&path, Some(&good)).unwrap();
         assert_eq!(shim.digest, good);
         assert_eq!(shim.size, 4);
@@ -236,7 +238,7 @@ mod tests {
             resolve(&path, None).unwrap_err(),
             ShimError::NoDigest { .. }
         ));
-        let hex = &good["sha256:".len()..];
+        let hex = Digest::of(b"shim").hex();
         std::fs::write(
             digest_file_for(&path),
             format!("{hex}  containerd-shim-warden-v1\n"),
@@ -275,7 +277,7 @@ mod tests {
     fn mismatch_and_missing_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = shim_in(dir.path(), b"shim");
-        let other = digest::of_bytes(b"other");
+        let other = Digest::of(b"other").to_string();
         let err = resolve(&path, Some(&other)).unwrap_err();
         assert!(matches!(err, ShimError::Mismatch { .. }));
         assert!(err.to_string().starts_with("digest mismatch: shim "));
@@ -293,7 +295,7 @@ mod tests {
     fn action_compares_installed_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let path = shim_in(dir.path(), b"new");
-        let shim = resolve(&path, Some(&digest::of_bytes(b"new"))).unwrap();
+        let shim = resolve(&path, Some(&Digest::of(b"new").to_string())).unwrap();
         let installed = dir.path().join("installed");
         assert_eq!(
             BinaryAction::decide(&installed, &shim).unwrap(),

@@ -1,27 +1,15 @@
-//! SHA-256 digests as the installer writes them everywhere: `sha256:<64 lower-case hex>`
-//! (the audit log's, OCI's and the state file's form).
+//! The installer's two ways to get a digest beyond [`warden_common::Digest`]: a file's,
+//! remembered for the run (the shim is hundreds of MB and looked at more than once), and
+//! one a user typed or a `.sha256` file holds (`sha256:<hex>` or bare `<hex>`).
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
-
-/// The `sha256:` prefix.
-pub const PREFIX: &str = "sha256:";
-
-/// `sha256:<hex>` of a finished hash.
-pub fn format_digest(hash: &[u8]) -> String {
-    format!("{PREFIX}{}", hex::encode(hash))
-}
-
-/// The digest of `bytes`.
-pub fn of_bytes(bytes: &[u8]) -> String {
-    format_digest(&Sha256::digest(bytes))
-}
+use warden_common::Digest;
 
 /// What identifies a file's content within one run: any write changes its ctime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,7 +25,8 @@ struct Fingerprint {
 /// hashes it once. Keyed by inode and times: a file written since is hashed again.
 static MEMO: Mutex<Option<HashMap<Fingerprint, String>>> = Mutex::new(None);
 
-/// The digest of the file at `path`, read in chunks; `Ok(None)` when it does not exist.
+/// The digest (`sha256:<hex>`) of the file at `path`, read in chunks; `Ok(None)` when it
+/// does not exist.
 pub fn of_file(path: &Path) -> io::Result<Option<String>> {
     let mut file = match File::open(path) {
         Ok(f) => f,
@@ -61,7 +50,7 @@ pub fn of_file(path: &Path) -> io::Result<Option<String>> {
     if let Some(known) = memo(&|m| m.get(&fingerprint).cloned()) {
         return Ok(Some(known));
     }
-    let digest = hash_reader(&mut file)?;
+    let digest = Digest::of_reader(&mut file)?.to_string();
     // A file changed while it was read is not remembered.
     let after = file.metadata()?;
     if (after.ctime(), after.ctime_nsec()) == fingerprint.ctime {
@@ -70,39 +59,26 @@ pub fn of_file(path: &Path) -> io::Result<Option<String>> {
     Ok(Some(digest))
 }
 
-fn hash_reader(file: &mut File) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(format_digest(&hasher.finalize()))
-}
-
 /// Parses a digest given by a user or a `.sha256` file: `sha256:<hex>` or bare `<hex>`,
-/// any case. Returns the canonical form.
+/// any case, blanks around it ignored. Returns the canonical form.
 pub fn parse(text: &str) -> Option<String> {
     let text = text.trim();
-    let hex = text.strip_prefix(PREFIX).unwrap_or(text);
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| format!("{PREFIX}{}", hex.to_ascii_lowercase()))
-}
-
-/// The first 12 hex digits, for messages.
-pub fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix(PREFIX).unwrap_or(digest);
-    hex.get(..12).unwrap_or(hex)
+    text.parse::<Digest>()
+        .or_else(|_| Digest::from_hex(text))
+        .ok()
+        .map(String::from)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warden_common::digest::{PREFIX, short};
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn of_bytes(bytes: &[u8]) -> String {
+        Digest::of(bytes).to_string()
+    }
 
     #[test]
     fn of_bytes_and_file_agree() {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Access, StatVfsMountFlags, access, statvfs};
 
+use warden_common::trusted_dir::nearest_existing;
+
 use crate::containerd_config::source::host_path;
 
 /// Why a node or a path cannot be written.
@@ -121,20 +123,6 @@ pub fn has_space(dir: &Path, needed: u64) -> Result<(), HostError> {
 /// Whether the file system holding `path` is mounted read-only.
 pub fn is_read_only(path: &Path) -> bool {
     statvfs(path).is_ok_and(|s| s.f_flag.contains(StatVfsMountFlags::RDONLY))
-}
-
-/// `path` or its nearest ancestor that exists.
-pub fn nearest_existing(path: &Path) -> PathBuf {
-    let mut current = path;
-    loop {
-        if current.symlink_metadata().is_ok() {
-            return current.to_path_buf();
-        }
-        match current.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => current = parent,
-            _ => return PathBuf::from("/"),
-        }
-    }
 }
 
 fn in_container() -> bool {

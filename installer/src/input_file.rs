@@ -9,8 +9,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use warden_common::file_kind::kind_of;
 
 /// The most a containerd config or drop-in may hold.
 pub const CONFIG_CAP: u64 = 4 << 20;
@@ -86,27 +88,6 @@ impl InputError {
             },
             InputError::Io { what, source, .. } => InputError::Io { what, path, source },
         }
-    }
-}
-
-/// A file type in words.
-pub fn kind_of(file_type: std::fs::FileType) -> &'static str {
-    if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_char_device() {
-        "a character device"
-    } else if file_type.is_block_device() {
-        "a block device"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_symlink() {
-        "a symlink"
-    } else if file_type.is_file() {
-        "a regular file"
-    } else {
-        "an unknown kind of file"
     }
 }
 

@@ -1,6 +1,5 @@
 //! The node CLI's logic, kept apart from `main.rs` so that it is unit-tested without root.
 
-pub mod atomic_write;
 pub mod audit_cmd;
 pub mod binary;
 pub mod containerd_check;
@@ -11,9 +10,7 @@ pub mod host_checks;
 pub mod input_file;
 pub mod install;
 pub mod install_audit;
-pub mod lock;
 pub mod paths;
 pub mod policy_cmd;
 pub mod restart;
 pub mod state;
-pub mod trusted_path;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use warden_policy::{DEFAULT_POLICY_PATH, Effective, Policy, PolicyError, Profile, SocketRule};
+use warden_common::names::DEFAULT_POLICY_PATH;
+use warden_policy::{Effective, Policy, PolicyError, Profile, SocketRule};
 
 /// Exit status of `policy check` when the policy is valid but `--fail-on-deny` was given
 /// and the pod would be refused: distinct from 1 (invalid policy or error) so that CI can

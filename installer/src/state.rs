@@ -20,9 +20,10 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_write::{self, FileMode, FsError};
 use crate::digest;
 use crate::input_file::{InputError, Links, STATE_CAP, open_regular, read_capped};
+use warden_common::Digest;
+use warden_common::durable::{self, FileMode, FsError};
 
 /// The state file's name in the state dir.
 pub const STATE_FILE: &str = "install.json";
@@ -435,7 +436,7 @@ pub fn is_backup_name(backup: &str, digest: &str) -> bool {
         && hex
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        && digest.strip_prefix(digest::PREFIX) == Some(hex)
+        && digest.strip_prefix(warden_common::digest::PREFIX) == Some(hex)
 }
 
 impl State {
@@ -632,7 +633,7 @@ impl StateStore {
 
     /// Creates the state dir (mode 0755, parents included); returns the directories made.
     pub fn create_dir(&self) -> Result<Vec<PathBuf>, FsError> {
-        atomic_write::create_dirs(&self.dir)
+        durable::create_dirs(&self.dir)
     }
 
     /// Writes the state atomically (mode 0600). `hook` runs before the rename.
@@ -643,27 +644,27 @@ impl StateStore {
             source: io::Error::other(e),
         })?;
         bytes.push(b'\n');
-        atomic_write::write_atomic(&self.state_path(), &bytes, FileMode::new(0o600), &|| {})
+        durable::write_atomic(&self.state_path(), &bytes, FileMode::new(0o600), &|| {})
     }
 
     /// Puts back the state file's earlier bytes (`None`: there was none).
     pub fn restore_raw(&self, bytes: Option<&[u8]>) -> Result<(), FsError> {
         match bytes {
             Some(bytes) => {
-                atomic_write::write_atomic(&self.state_path(), bytes, FileMode::new(0o600), &|| {})
+                durable::write_atomic(&self.state_path(), bytes, FileMode::new(0o600), &|| {})
             }
-            None => atomic_write::remove_durable(&self.state_path()).map(|_| ()),
+            None => durable::remove_durable(&self.state_path()).map(|_| ()),
         }
     }
 
     /// Saves `bytes` as a backup; returns its record. Saving the same bytes twice is a
     /// no-op.
     pub fn save_backup(&self, bytes: &[u8]) -> Result<Original, FsError> {
-        let digest = digest::of_bytes(bytes);
+        let digest = Digest::of(bytes).to_string();
         let (backup, path) = self.backup_name(&digest);
         if digest::of_file(&path).ok().flatten().as_deref() != Some(digest.as_str()) {
-            atomic_write::create_dirs(&self.backup_dir())?;
-            atomic_write::write_atomic(&path, bytes, FileMode::new(0o600), &|| {})?;
+            durable::create_dirs(&self.backup_dir())?;
+            durable::write_atomic(&path, bytes, FileMode::new(0o600), &|| {})?;
         }
         Ok(Original::Saved {
             digest,
@@ -676,8 +677,8 @@ impl StateStore {
     pub fn save_backup_file(&self, source: &Path, digest: &str) -> Result<Original, FsError> {
         let (backup, path) = self.backup_name(digest);
         if digest::of_file(&path).ok().flatten().as_deref() != Some(digest) {
-            atomic_write::create_dirs(&self.backup_dir())?;
-            atomic_write::copy_atomic(source, &path, digest, FileMode::new(0o600), &|| {})?;
+            durable::create_dirs(&self.backup_dir())?;
+            durable::copy_atomic(source, &path, digest, FileMode::new(0o600), &|| {})?;
         }
         Ok(Original::Saved {
             digest: digest.to_owned(),
@@ -711,7 +712,7 @@ impl StateStore {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| FsError::new(&path, "read", e))?;
-        if digest::of_bytes(&bytes) != digest {
+        if Digest::of(&bytes).to_string() != digest {
             return Err(StateError::BadBackup {
                 path,
                 expected: digest.to_owned(),
@@ -740,10 +741,10 @@ impl StateStore {
             }
         }
         if removed {
-            atomic_write::sync_dir(&dir)?;
+            durable::sync_dir(&dir)?;
         }
         if keep.is_empty() {
-            atomic_write::remove_dir_if_empty(&dir)?;
+            durable::remove_dir_if_empty(&dir)?;
         }
         Ok(())
     }
@@ -751,12 +752,14 @@ impl StateStore {
     /// Removes the state file and every backup (the lock file stays: another run may be
     /// waiting on it).
     pub fn remove(&self) -> Result<(), FsError> {
-        atomic_write::remove_durable(&self.state_path())?;
+        durable::remove_durable(&self.state_path())?;
         self.prune_backups(None)
     }
 
     fn backup_name(&self, digest: &str) -> (String, PathBuf) {
-        let hex = digest.strip_prefix(digest::PREFIX).unwrap_or(digest);
+        let hex = digest
+            .strip_prefix(warden_common::digest::PREFIX)
+            .unwrap_or(digest);
         let backup = format!("{BACKUP_DIR}/{hex}");
         let path = self.dir.join(&backup);
         (backup, path)
@@ -829,7 +832,7 @@ mod tests {
         s.files.push(FileRecord {
             path: "/etc/containerd/config.toml".into(),
             original: kept.clone(),
-            digest_after: digest::of_bytes(b"after"),
+            digest_after: Digest::of(b"after").to_string(),
             written_at: String::new(),
         });
         store.prune_backups(Some(&s)).unwrap();
@@ -857,9 +860,14 @@ mod tests {
     }
 
     fn saved(bytes: &[u8], backup: Option<&str>) -> Original {
-        let digest = digest::of_bytes(bytes);
+        let digest = Digest::of(bytes).to_string();
         let backup = backup.map_or_else(
-            || format!("{BACKUP_DIR}/{}", &digest[digest::PREFIX.len()..]),
+            || {
+                format!(
+                    "{BACKUP_DIR}/{}",
+                    &digest[warden_common::digest::PREFIX.len()..]
+                )
+            },
             str::to_owned,
         );
         Original::Saved {
@@ -873,14 +881,14 @@ mod tests {
         let mut s = state();
         s.binary = Some(BinaryRecord {
             path: "/opt/warden/bin/containerd-shim-warden-v1".into(),
-            digest: digest::of_bytes(b"shim"),
+            digest: Digest::of(b"shim").to_string(),
             original: saved(b"old shim", None),
             installed_at: String::new(),
         });
         s.files.push(FileRecord {
             path: "/etc/containerd/conf.d/warden.toml".into(),
             original: Original::Absent,
-            digest_after: digest::of_bytes(b"x"),
+            digest_after: Digest::of(b"x").to_string(),
             written_at: String::new(),
         });
         s.dirs_created = vec![
@@ -953,7 +961,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::new(dir.path());
         let err = store
-            .read_backup(&digest::of_bytes(b"a"), "/etc/shadow")
+            .read_backup(&Digest::of(b"a").to_string(), "/etc/shadow")
             .unwrap_err();
         assert!(matches!(err, StateError::Outside { .. }), "{err}");
     }

@@ -329,7 +329,8 @@ fn file_digest(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     assert!(out.status.success(), "sha256sum {}", path.display());
     let text = String::from_utf8(out.stdout).unwrap();
-    format!("sha256:{}", text.split_whitespace().next().unwrap())
+    let hex = text.split_whitespace().next().unwrap();
+    warden_common::Digest::from_hex(hex).unwrap().to_string()
 }
 
 fn assert_no_temps(dir: &Path) {

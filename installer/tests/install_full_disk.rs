@@ -69,7 +69,7 @@ fn big_shim(tree: &mut Tree, size: usize) {
     let mut bytes = b"#!/bin/sh\nexit 0\n".to_vec();
     bytes.resize(size, b'#');
     fs::write(&tree.shim, &bytes).unwrap();
-    let hex = &install_support::digest(&bytes)["sha256:".len()..];
+    let hex = warden_common::Digest::of(&bytes).hex();
     let mut digest_file = tree.shim.clone().into_os_string();
     digest_file.push(".sha256");
     fs::write(digest_file, format!("{hex}  containerd-shim-warden-v1\n")).unwrap();

@@ -238,7 +238,11 @@ fn digest_mismatch_is_refused_with_no_change() {
         p.push(".sha256");
         std::path::PathBuf::from(p)
     };
-    fs::write(&digest_file, format!("{}  x\n", &wrong["sha256:".len()..])).unwrap();
+    fs::write(
+        &digest_file,
+        format!("{}  x\n", warden_common::Digest::of(b"not the shim").hex()),
+    )
+    .unwrap();
     let out = tree.run("install", &["--no-verify"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(".sha256"));
@@ -483,7 +487,7 @@ fn a_held_lock_makes_the_next_run_wait_then_give_up() {
     let tree = Tree::from_case("containerd-2.2-default");
     let state_dir = tree.host(STATE_DIR);
     fs::create_dir_all(&state_dir).unwrap();
-    let held = warden_installer::lock::HostLock::exclusive(
+    let held = warden_common::lock::HostLock::exclusive(
         &state_dir,
         std::time::Duration::ZERO,
         &mut |_| {},

@@ -318,7 +318,7 @@ fn a_fifo_as_config_policy_or_digest_file_is_refused_at_once() {
 
     // The positive twin: the regular config and digest file work.
     fs::remove_file(&digest_file).unwrap();
-    let hex = &digest(&tree.shim_bytes)["sha256:".len()..];
+    let hex = warden_common::Digest::of(&tree.shim_bytes).hex();
     fs::write(&digest_file, format!("{hex}  containerd-shim-warden-v1\n")).unwrap();
     tree.run_ok(
         "install",

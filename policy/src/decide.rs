@@ -10,9 +10,6 @@ use serde::Serialize;
 use crate::policy::{Policy, Profile};
 use crate::{Grants, PolicyError, STRICT_PROFILE};
 
-/// Pod annotation that names the profile a pod asks for.
-pub const PROFILE_ANNOTATION: &str = "warden.dev/profile";
-
 /// What the shim knows about a container when it decides.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {

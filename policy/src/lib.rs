@@ -45,7 +45,7 @@ mod locate;
 mod policy;
 pub mod values;
 
-pub use decide::{Decision, Denial, Effective, PROFILE_ANNOTATION, Request, Rule, SelectedBy};
+pub use decide::{Decision, Denial, Effective, Request, Rule, SelectedBy};
 pub use error::PolicyError;
 pub use grants::{Access, Grants, Limits, MountGrant, NetworkGrant, STRICT_PROFILE, SocketRule};
-pub use policy::{DEFAULT_POLICY_PATH, Namespace, POLICY_VERSION, Policy, Profile};
+pub use policy::{Namespace, POLICY_VERSION, Policy, Profile};

@@ -19,9 +19,6 @@ use crate::{Access, Grants, Limits, MountGrant, NetworkGrant, STRICT_PROFILE};
 /// The only policy format version this build understands.
 pub const POLICY_VERSION: i64 = 1;
 
-/// Default location of the node policy.
-pub const DEFAULT_POLICY_PATH: &str = "/etc/warden/policy.toml";
-
 /// A validated node policy.
 ///
 /// Everything in it has been checked at load time, so that a decision never meets a

@@ -7,6 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use warden_common::Digest;
+
 use crate::SocketRule;
 
 /// Parses a byte size: `"64Mi"`, `"64MiB"`, `"1Gi"`, `"500M"`, `"4096"`, `"512k"`.
@@ -338,13 +340,9 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 /// Checks a module digest `sha256:<64 hex>` and returns it in lower case.
 pub fn parse_digest(text: &str) -> Result<String, String> {
-    let hex = text
-        .strip_prefix("sha256:")
-        .ok_or_else(|| format!("{text:?}: expected sha256:<64 hex digits>"))?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("{text:?}: expected sha256:<64 hex digits>"));
-    }
-    Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+    text.parse::<Digest>()
+        .map(String::from)
+        .map_err(|e| e.to_string())
 }
 
 /// Checks a mount path: absolute, no `..` component, no NUL. Returns it normalized

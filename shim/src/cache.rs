@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
+use warden_common::durable;
 use wasmtime::Engine;
 
 use crate::entrypoint::WasmKind;
@@ -61,7 +62,7 @@ impl Cache {
     }
 
     pub fn path_for(&self, digest_hex: &str, compat: &str) -> PathBuf {
-        self.dir.join(format!("{digest_hex}-{compat}{SUFFIX}"))
+        self.dir.join(name_for(digest_hex, compat))
     }
 
     /// Returns an open artifact for `bytes`, compiling and storing it on a miss.
@@ -100,34 +101,23 @@ impl Cache {
             );
             return Ok((anonymous_file(&artifact)?, Outcome::Uncached));
         }
-        let tmp = self.dir.join(format!(
-            ".{digest_hex}.{}.{}.tmp",
-            std::process::id(),
-            nanos()
-        ));
-        let write = || -> Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&artifact)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            Ok(())
+        // Temp file, fsync, rename, directory fsync: after a crash the entry is whole or
+        // absent. The file returned is the one written, whichever thread renamed last.
+        let stored = durable::replace(&self.dir, &name_for(digest_hex, compat), &artifact, 0o600);
+        let file = match stored {
+            Ok(file) => file,
+            Err(e) => {
+                log::warn!(
+                    "could not store compiled artifact in {}: {e}",
+                    self.dir.display()
+                );
+                return Ok((anonymous_file(&artifact)?, Outcome::Uncached));
+            }
         };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            log::warn!(
-                "could not store compiled artifact in {}: {e:#}",
-                self.dir.display()
-            );
-            return Ok((anonymous_file(&artifact)?, Outcome::Uncached));
-        }
         if let Err(e) = self.evict(&path) {
             log::warn!("compile cache eviction failed: {e:#}");
         }
-        Ok((File::open(&path)?, Outcome::Compiled))
+        Ok((file, Outcome::Compiled))
     }
 
     /// Removes the least recently used artifacts until the cache fits its bound; `keep` (the
@@ -140,7 +130,10 @@ impl Cache {
             let name = e.file_name();
             let name = name.to_string_lossy();
             let meta = e.metadata()?;
-            if name.starts_with('.') && name.ends_with(".tmp") {
+            // `durable`'s temp names, and the `.<hex>.<pid>.<nanos>.tmp` of older shims.
+            let temp = durable::is_temp_name(&e.file_name())
+                || (name.starts_with('.') && name.ends_with(".tmp"));
+            if temp {
                 let age = meta
                     .modified()
                     .ok()
@@ -179,6 +172,11 @@ impl Cache {
         }
         Ok(())
     }
+}
+
+/// The artifact's file name in the cache directory.
+fn name_for(digest_hex: &str, compat: &str) -> String {
+    format!("{digest_hex}-{compat}{SUFFIX}")
 }
 
 /// Every directory above the cache must be owned by root (or the shim's user) and not
@@ -258,13 +256,6 @@ pub fn sealed_copy(artifact: &mut File) -> Result<File> {
 /// killed, and are removed by the next eviction.
 const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(600);
 
-fn nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +279,11 @@ mod tests {
             .get_or_compile(&engine, WasmKind::Module, &m, "ab", &compat)
             .unwrap();
         assert_eq!((first, second), (Outcome::Compiled, Outcome::Hit));
+        let names: Vec<_> = fs::read_dir(dir.path().join("c"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec![format!("ab-{compat}.cwasm")], "no temp left");
         // The artifact deserializes in an engine with the same settings.
         let m = unsafe { wasmtime::Module::deserialize_open_file(&engine, f) };
         assert!(m.is_ok());
@@ -351,19 +347,28 @@ mod tests {
         let fresh = dir.path().join(".new.1.2.tmp");
         fs::write(&stale, b"x").unwrap();
         fs::write(&fresh, b"x").unwrap();
+        // The same, named as `durable` names its temp files.
+        let stale_durable = dir.path().join(".a-k.cwasm.warden-tmp-1-2");
+        let fresh_durable = dir.path().join(".b-k.cwasm.warden-tmp-1-2");
+        fs::write(&stale_durable, b"x").unwrap();
+        fs::write(&fresh_durable, b"x").unwrap();
         let old = SystemTime::now() - std::time::Duration::from_secs(3600);
-        File::options()
-            .write(true)
-            .open(&stale)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        for path in [&stale, &stale_durable] {
+            File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
         let big = Cache::open(dir.path(), 1 << 30).unwrap();
         big.get_or_compile(&engine, WasmKind::Module, &module(), "ok", &compat)
             .unwrap();
         big.evict(&big.path_for("ok", &compat)).unwrap();
         assert!(!stale.exists());
         assert!(fresh.exists());
+        assert!(!stale_durable.exists());
+        assert!(fresh_durable.exists());
     }
 
     #[test]

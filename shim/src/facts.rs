@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 
 use oci_spec::runtime::Spec;
+use warden_common::names::PROFILE_ANNOTATION;
 
-pub const ANN_PROFILE: &str = "warden.dev/profile";
 pub const ANN_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 pub const ANN_POD_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
 pub const ANN_POD_NAME: &str = "io.kubernetes.cri.sandbox-name";
@@ -73,7 +73,7 @@ impl Facts {
             image: get_cri(ANN_IMAGE),
             sandbox,
             cri,
-            requested_profile: get(ANN_PROFILE),
+            requested_profile: get(PROFILE_ANNOTATION),
             args: process.and_then(|p| p.args().clone()).unwrap_or_default(),
             env: process.and_then(|p| p.env().clone()).unwrap_or_default(),
             cwd: process
@@ -130,7 +130,7 @@ mod tests {
             (ANN_POD_NAMESPACE, "payments"),
             (ANN_POD_NAME, "api-0"),
             (ANN_CONTAINER_TYPE, "container"),
-            (ANN_PROFILE, "payments-api"),
+            (PROFILE_ANNOTATION, "payments-api"),
             (ANN_IMAGE, "example.com/api:1"),
         ]
         .into_iter()
@@ -188,7 +188,7 @@ mod tests {
             (ANN_POD_NAME, "api-0"),
             (ANN_CONTAINER_TYPE, "sandbox"),
             (ANN_SANDBOX_ID, id_claim),
-            (ANN_PROFILE, "payments-api"),
+            (PROFILE_ANNOTATION, "payments-api"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -6,9 +6,7 @@
 
 use std::path::PathBuf;
 
-pub const DEFAULT_POLICY: &str = "/etc/warden/policy.toml";
-pub const DEFAULT_AUDIT_LOG: &str = "/var/log/warden/audit.jsonl";
-pub const DEFAULT_CACHE_DIR: &str = "/var/lib/warden/cache";
+use warden_common::names::{DEFAULT_AUDIT_LOG, DEFAULT_CACHE_DIR, DEFAULT_POLICY_PATH};
 /// Default bound on the compile cache: 1 GiB of artifacts, oldest evicted first.
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
 
@@ -31,7 +29,9 @@ impl Settings {
 
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
         Self {
-            policy: get("WARDEN_POLICY").unwrap_or(DEFAULT_POLICY.into()).into(),
+            policy: get("WARDEN_POLICY")
+                .unwrap_or(DEFAULT_POLICY_PATH.into())
+                .into(),
             audit_log: get("WARDEN_AUDIT_LOG")
                 .unwrap_or(DEFAULT_AUDIT_LOG.into())
                 .into(),
@@ -57,7 +57,7 @@ mod tests {
     #[test]
     fn defaults_are_the_node_paths() {
         let s = Settings::from_lookup(|_| None);
-        assert_eq!(s.policy, PathBuf::from(DEFAULT_POLICY));
+        assert_eq!(s.policy, PathBuf::from(DEFAULT_POLICY_PATH));
         assert_eq!(s.audit_log, PathBuf::from(DEFAULT_AUDIT_LOG));
         assert_eq!(s.cache_dir, PathBuf::from(DEFAULT_CACHE_DIR));
         assert_eq!(s.cache_max_bytes, DEFAULT_CACHE_MAX_BYTES);

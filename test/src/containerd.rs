@@ -30,7 +30,7 @@ use crate::util::{self, Error};
 /// The runc runtime that containerd ships.
 pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
 /// The runtime type of warden's shim.
-pub const WARDEN_RUNTIME: &str = crate::shim::RUNTIME;
+pub const WARDEN_RUNTIME: &str = warden_common::names::RUNTIME_TYPE;
 /// The containerd namespace used unless [`Options::namespace`] says otherwise.
 pub const DEFAULT_NAMESPACE: &str = "warden-test";
 /// How long [`Containerd::start`] waits for containerd to answer.

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
+use warden_common::Digest;
 
 /// Media type of an OCI image layout's index.
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -113,17 +113,6 @@ pub struct ImageInfo {
     pub layers: Vec<(String, String, u64)>,
     /// The config's `rootfs.diff_ids`.
     pub diff_ids: Vec<String>,
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let mut text = String::with_capacity(7 + 64);
-    text.push_str("sha256:");
-    for byte in hash {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    text
 }
 
 /// Normalises an in-image path: no leading `/`, no empty or `.` components; rejects `..`.
@@ -328,30 +317,30 @@ impl ImageBuilder {
 
     /// Builds the image layout tar in memory.
     pub fn build(&self) -> (Vec<u8>, ImageInfo) {
-        let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut blobs: Vec<(Digest, Vec<u8>)> = Vec::new();
         let mut layers = Vec::new();
         let mut diff_ids = Vec::new();
         if let Some(layer) = self.layer_tar() {
-            let digest = sha256_digest(&layer);
+            let digest = Digest::of(&layer);
             // Uncompressed: the diff_id is the layer's own digest.
-            diff_ids.push(digest.clone());
+            diff_ids.push(digest.to_string());
             layers.push((
                 MEDIA_TYPE_LAYER_TAR.to_string(),
-                digest.clone(),
+                digest.to_string(),
                 layer.len() as u64,
             ));
             blobs.push((digest, layer));
         }
         for (bytes, media_type) in &self.wasm_layers {
-            let digest = sha256_digest(bytes);
-            layers.push((media_type.clone(), digest.clone(), bytes.len() as u64));
+            let digest = Digest::of(bytes);
+            layers.push((media_type.clone(), digest.to_string(), bytes.len() as u64));
             blobs.push((digest, bytes.clone()));
         }
 
         let config = serde_json::to_vec(&self.config_json(&diff_ids)).expect("JSON");
-        let config_digest = sha256_digest(&config);
+        let config_digest = Digest::of(&config);
         let config_size = config.len();
-        blobs.push((config_digest.clone(), config));
+        blobs.push((config_digest, config));
 
         let manifest = json!({
             "schemaVersion": 2,
@@ -368,9 +357,9 @@ impl ImageBuilder {
             })).collect::<Vec<_>>(),
         });
         let manifest = serde_json::to_vec(&manifest).expect("JSON");
-        let manifest_digest = sha256_digest(&manifest);
+        let manifest_digest = Digest::of(&manifest);
         let manifest_size = manifest.len();
-        blobs.push((manifest_digest.clone(), manifest));
+        blobs.push((manifest_digest, manifest));
 
         let index = json!({
             "schemaVersion": 2,
@@ -402,16 +391,19 @@ impl ImageBuilder {
         append_dir(&mut builder, "blobs/sha256", 0o755);
         let mut written = BTreeSet::new();
         for (digest, bytes) in &blobs {
-            if written.insert(digest.clone()) {
-                let hex = digest.trim_start_matches("sha256:");
-                append_file(&mut builder, &format!("blobs/sha256/{hex}"), bytes);
+            if written.insert(*digest) {
+                append_file(
+                    &mut builder,
+                    &format!("blobs/sha256/{}", digest.hex()),
+                    bytes,
+                );
             }
         }
         let tar = builder.into_inner().expect("writing to a Vec cannot fail");
         let info = ImageInfo {
             name: self.name.clone(),
-            manifest_digest,
-            config_digest,
+            manifest_digest: manifest_digest.to_string(),
+            config_digest: config_digest.to_string(),
             layers,
             diff_ids,
         };
@@ -504,7 +496,8 @@ mod tests {
     }
 
     fn blob<'a>(layout: &'a BTreeMap<String, (tar::EntryType, Vec<u8>)>, digest: &str) -> &'a [u8] {
-        let path = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+        let digest: Digest = digest.parse().unwrap();
+        let path = format!("blobs/sha256/{}", digest.hex());
         &layout
             .get(&path)
             .unwrap_or_else(|| panic!("{path} missing"))
@@ -542,7 +535,7 @@ mod tests {
         assert_eq!(descriptor["platform"]["os"], "wasip1");
 
         let manifest_bytes = blob(&layout, &info.manifest_digest);
-        assert_eq!(sha256_digest(manifest_bytes), info.manifest_digest);
+        assert_eq!(Digest::of(manifest_bytes).to_string(), info.manifest_digest);
         assert_eq!(descriptor["size"], manifest_bytes.len());
         let manifest: Value = serde_json::from_slice(manifest_bytes).unwrap();
         assert_eq!(manifest["config"]["digest"], info.config_digest);
@@ -590,12 +583,15 @@ mod tests {
             info.layers,
             vec![(
                 MEDIA_TYPE_WASM.to_string(),
-                sha256_digest(&module),
+                Digest::of(&module).to_string(),
                 module.len() as u64
             )]
         );
         let layout = entries(&tar_bytes);
-        assert_eq!(blob(&layout, &sha256_digest(&module)), module.as_slice());
+        assert_eq!(
+            blob(&layout, &Digest::of(&module).to_string()),
+            module.as_slice()
+        );
         let config: Value = serde_json::from_slice(blob(&layout, &info.config_digest)).unwrap();
         assert_eq!(config["rootfs"]["diff_ids"], json!([]));
     }

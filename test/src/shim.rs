@@ -4,13 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 
+use warden_common::names::SHIM_BINARY;
+
 use crate::util;
-
-/// File name of the shim; containerd finds it on its `PATH` for `--runtime` [`RUNTIME`].
-pub const SHIM_NAME: &str = "containerd-shim-warden-v1";
-
-/// The containerd runtime type served by the shim.
-pub const RUNTIME: &str = "io.containerd.warden.v1";
 
 /// Environment variable naming a prebuilt shim; when set, [`shim_binary`] builds nothing.
 pub const SHIM_BIN_ENV: &str = "WARDEN_SHIM_BIN";
@@ -51,13 +47,13 @@ pub fn shim_binary() -> &'static Path {
 /// The directory holding the shim, to put on containerd's `PATH`
 /// ([`crate::containerd::Options::shim_dir`]).
 ///
-/// Panics when the shim file is not named [`SHIM_NAME`] (a `WARDEN_SHIM_BIN` under another
+/// Panics when the shim file is not named [`SHIM_BINARY`] (a `WARDEN_SHIM_BIN` under another
 /// name), since containerd looks it up by that name.
 pub fn shim_dir() -> &'static Path {
     let binary = shim_binary();
     assert!(
-        binary.file_name().is_some_and(|name| name == SHIM_NAME),
-        "containerd finds the shim by its name, {SHIM_NAME}; {} is named otherwise",
+        binary.file_name().is_some_and(|name| name == SHIM_BINARY),
+        "containerd finds the shim by its name, {SHIM_BINARY}; {} is named otherwise",
         binary.display()
     );
     binary.parent().expect("an absolute file path has a parent")
@@ -70,9 +66,9 @@ fn build_shim() -> PathBuf {
         .args([
             "build",
             "-p",
-            SHIM_NAME,
+            SHIM_BINARY,
             "--bin",
-            SHIM_NAME,
+            SHIM_BINARY,
             "--message-format",
             "json-render-diagnostics",
         ])
@@ -90,10 +86,10 @@ fn build_shim() -> PathBuf {
         util::describe(&command),
         output.status
     );
-    executable_from_messages(&String::from_utf8_lossy(&output.stdout), SHIM_NAME).unwrap_or_else(
+    executable_from_messages(&String::from_utf8_lossy(&output.stdout), SHIM_BINARY).unwrap_or_else(
         || {
             panic!(
-                "`{}` succeeded but reported no executable named {SHIM_NAME}",
+                "`{}` succeeded but reported no executable named {SHIM_BINARY}",
                 util::describe(&command)
             )
         },
@@ -128,7 +124,7 @@ not json
 {"reason":"compiler-artifact","target":{"name":"containerd-shim-warden-v1","kind":["bin"]},"executable":"/t/debug/containerd-shim-warden-v1"}
 {"reason":"build-finished","success":true}"#;
         assert_eq!(
-            executable_from_messages(messages, SHIM_NAME),
+            executable_from_messages(messages, SHIM_BINARY),
             Some(PathBuf::from("/t/debug/containerd-shim-warden-v1"))
         );
         assert_eq!(executable_from_messages(messages, "other"), None);

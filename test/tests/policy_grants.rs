@@ -244,7 +244,7 @@ fn fuel_stops_a_loop() {
 fn modules_allowlist() {
     let n = node();
     let hello = guests::build_guests().p1("hello");
-    let digest = warden_test::image::sha256_digest(&hello);
+    let digest = warden_common::Digest::of(&hello).to_string();
     let img = n.image("hello-allow", hello);
     n.set_policy(&policy(&format!(
         "modules = [\"sha256:{}\"]",

@@ -19,15 +19,10 @@ use super::style::{
     Style, annotations, first_key_indent, indent_of, is_literal, sibling_style, string,
 };
 use super::version::{CRI_PLUGIN_V2, CRI_PLUGIN_V3, runtimes_path};
+use warden_common::names::{ANNOTATION_PREFIX, POD_ANNOTATIONS, RUNTIME_TYPE, SHIM_BINARY};
 
 /// The CRI runtime handler name (the RuntimeClass `handler`).
 pub const RUNTIME_NAME: &str = "warden";
-/// The shim's runtime type; containerd maps it to `containerd-shim-warden-v1`.
-pub const RUNTIME_TYPE: &str = "io.containerd.warden.v1";
-/// The shim binary's file name in the install dir.
-pub const SHIM_BINARY: &str = "containerd-shim-warden-v1";
-/// The pod annotations containerd passes through to the shim.
-pub const POD_ANNOTATION: &str = "warden.dev/*";
 
 /// The first lines of a drop-in warden writes: whoever opens the file learns who owns it.
 const DROP_IN_HEADER: &str = "# Managed by warden (`warden install`): registers the `warden` runtime with \
@@ -301,7 +296,7 @@ pub fn extra_pod_annotations(file: &ConfigFile) -> Vec<String> {
     };
     list.iter()
         .filter_map(|v| v.as_str())
-        .filter(|p| *p != POD_ANNOTATION && !p.starts_with("warden.dev/"))
+        .filter(|p| *p != POD_ANNOTATIONS && !p.starts_with(ANNOTATION_PREFIX))
         .map(str::to_owned)
         .collect()
 }
@@ -347,9 +342,9 @@ fn update_existing(
                 let key = format!("{key}.pod_annotations");
                 return Err(wrong_type(path, &key, "an array of strings", item));
             };
-            if !array.iter().any(|v| v.as_str() == Some(POD_ANNOTATION)) {
+            if !array.iter().any(|v| v.as_str() == Some(POD_ANNOTATIONS)) {
                 let mut array = array.clone();
-                array.push(string(POD_ANNOTATION, literal));
+                array.push(string(POD_ANNOTATIONS, literal));
                 node.set("pod_annotations", Value::Array(array), &indent);
                 changed.push("pod_annotations".to_owned());
             }

@@ -35,8 +35,8 @@ pub use cgroup::CgroupDriver;
 pub use detect::{DetectOptions, NodeLayout, Target, detect};
 pub use distribution::Distribution;
 pub use edit::{
-    EditOutcome, Edited, POD_ANNOTATION, RUNTIME_NAME, RUNTIME_TYPE, RuntimeEntry, SHIM_BINARY,
-    has_entry, remove_entry, render_drop_in, upsert_entry,
+    EditOutcome, Edited, RUNTIME_NAME, RuntimeEntry, has_entry, remove_entry, render_drop_in,
+    upsert_entry,
 };
 pub use error::ConfigError;
 pub use plan::{ChangeKind, FileChange, Plan, plan_install, plan_remove};

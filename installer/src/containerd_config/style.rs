@@ -6,7 +6,8 @@
 
 use toml_edit::{Array, Item, Table, TableLike, Value};
 
-use super::edit::{POD_ANNOTATION, RUNTIME_NAME};
+use super::edit::RUNTIME_NAME;
+use warden_common::names::POD_ANNOTATIONS;
 
 /// Indentation copied from a neighbouring runtime (usually `runc`).
 #[derive(Debug, Default, Clone)]
@@ -92,6 +93,6 @@ pub fn string(s: &str, literal: bool) -> Value {
 /// The pod annotations array, quoted in the file's style.
 pub fn annotations(literal: bool) -> Value {
     let mut array = Array::new();
-    array.push(string(POD_ANNOTATION, literal));
+    array.push(string(POD_ANNOTATIONS, literal));
     Value::Array(array)
 }

@@ -18,18 +18,19 @@ use warden_audit::event;
 use super::args::InstallArgs;
 use super::context::{self, Node, Refusal};
 use super::outcome::Outcome;
-use crate::atomic_write::{self, FileMode};
 use crate::containerd_check;
 use crate::containerd_config::ChangeKind;
 use crate::crash_hook;
 use crate::digest;
 use crate::install_audit::{self, AuditLog};
-use crate::lock::{self, HostLock};
 use crate::paths;
 use crate::state::{
     Attempt, BinaryRecord, FileMeta, FileRecord, Original, Phase, RestartRecord, State, StateStore,
     Verification,
 };
+use warden_common::Digest;
+use warden_common::durable::{self, FileMode};
+use warden_common::lock::HostLock;
 
 /// Mode of a drop-in warden creates.
 const CONFIG_MODE: u32 = 0o644;
@@ -57,7 +58,7 @@ pub fn install(args: &InstallArgs) -> Result<Outcome> {
     let shared = HostLock::shared_if_present(
         store.dir(),
         node_args.lock_timeout(),
-        &mut lock::tell_waiting,
+        &mut context::tell_waiting,
     )
     .map_err(Refusal::from)?;
     let prior = store.load().map_err(Refusal::from)?;
@@ -73,7 +74,7 @@ pub fn install(args: &InstallArgs) -> Result<Outcome> {
     let _lock = HostLock::exclusive(
         store.dir(),
         node_args.lock_timeout(),
-        &mut lock::tell_waiting,
+        &mut context::tell_waiting,
     )
     .map_err(Refusal::from)?;
     // Under the lock: what another run may have done meanwhile counts.
@@ -99,7 +100,7 @@ fn already_installed(
         format!(
             "unchanged: {} is {} and {} registers the `warden` runtime",
             node.binary.display(),
-            digest::short(&node.shim.digest),
+            warden_common::digest::short(&node.shim.digest),
             target.display()
         ),
         "restart: none (nothing changed)".to_owned(),
@@ -271,7 +272,7 @@ impl<'a> Run<'a> {
     fn install_binary(&mut self) -> Result<()> {
         let path = self.node.binary.clone();
         let host = self.node.host(&path);
-        atomic_write::remove_stale_temps(&host)?;
+        durable::remove_stale_temps(&host)?;
         let current = digest::of_file(&host)
             .with_context(|| format!("cannot read the installed shim {}", host.display()))?;
         let wanted = self.node.shim.digest.clone();
@@ -288,7 +289,7 @@ impl<'a> Run<'a> {
             self.lines.push(format!(
                 "binary: {} is already {}",
                 path.display(),
-                digest::short(&wanted)
+                warden_common::digest::short(&wanted)
             ));
             return Ok(());
         }
@@ -312,7 +313,7 @@ impl<'a> Run<'a> {
             installed_at: warden_audit::now_rfc3339(),
         });
         self.save()?;
-        atomic_write::copy_atomic(
+        durable::copy_atomic(
             &self.node.shim.path,
             &host,
             &wanted,
@@ -340,8 +341,10 @@ impl<'a> Run<'a> {
                 "installed"
             },
             path.display(),
-            current.as_deref().map_or("absent", digest::short),
-            digest::short(&wanted)
+            current
+                .as_deref()
+                .map_or("absent", warden_common::digest::short),
+            warden_common::digest::short(&wanted)
         ));
         Ok(())
     }
@@ -359,7 +362,7 @@ impl<'a> Run<'a> {
                 bail!("the install plan deletes {}", change.path.display());
             };
             let host = paths::write_target(&self.node.root, &change.path);
-            atomic_write::remove_stale_temps(&host)?;
+            durable::remove_stale_temps(&host)?;
             let current_bytes = read_optional(&host)?;
             // The plan was made from these bytes a moment ago, under the lock.
             if current_bytes.as_deref() != change.before.as_deref().map(str::as_bytes) {
@@ -369,8 +372,8 @@ impl<'a> Run<'a> {
                     change.path.display()
                 );
             }
-            let current = current_bytes.as_deref().map(digest::of_bytes);
-            let after_digest = digest::of_bytes(after.as_bytes());
+            let current = current_bytes.as_deref().map(|b| Digest::of(b).to_string());
+            let after_digest = Digest::of(after.as_bytes()).to_string();
             let before = match &current_bytes {
                 None => Original::Absent,
                 Some(bytes) => self
@@ -404,7 +407,7 @@ impl<'a> Run<'a> {
                 crash_hook::reached(crash_hook::BACKUP_SAVED);
             }
             let mode = FileMode::of(&host)?.unwrap_or(FileMode::new(CONFIG_MODE));
-            atomic_write::write_atomic(&host, after.as_bytes(), mode, &|| {
+            durable::write_atomic(&host, after.as_bytes(), mode, &|| {
                 crash_hook::reached(crash_hook::CONFIG_TEMP_WRITTEN)
             })?;
             let (verb, reason) = match change.kind {
@@ -426,8 +429,10 @@ impl<'a> Run<'a> {
             self.lines.push(format!(
                 "config: {verb} {} ({} -> {})",
                 change.path.display(),
-                current.as_deref().map_or("absent", digest::short),
-                digest::short(&after_digest)
+                current
+                    .as_deref()
+                    .map_or("absent", warden_common::digest::short),
+                warden_common::digest::short(&after_digest)
             ));
         }
         Ok(())
@@ -580,7 +585,7 @@ impl<'a> Run<'a> {
 
     /// Creates `dir` (a host path) and records the directories made.
     fn create_dirs(&mut self, dir: &Path) -> Result<()> {
-        let made = atomic_write::create_dirs(dir)?;
+        let made = durable::create_dirs(dir)?;
         for host in made {
             let node = to_node(&self.node.root, &host);
             if !self.state.dirs_created.contains(&node) {
@@ -596,7 +601,7 @@ impl<'a> Run<'a> {
 pub(super) fn sweep(root: &Path, dirs: &[PathBuf]) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for dir in dirs {
-        for temp in atomic_write::remove_stale_temps_in(dir)? {
+        for temp in durable::remove_stale_temps_in(dir)? {
             lines.push(format!(
                 "cleaned: removed {} (a temp file of a run that was killed)",
                 to_node(root, &temp).display()

@@ -4,15 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use warden_audit::DEFAULT_AUDIT_LOG;
-use warden_policy::DEFAULT_POLICY_PATH;
+use warden_common::names::{
+    DEFAULT_AUDIT_LOG, DEFAULT_INSTALL_DIR, DEFAULT_POLICY_PATH, DEFAULT_STATE_DIR,
+};
 
 use crate::containerd_config::{ContainerdVersion, Distribution};
-
-/// The default install dir (a node path).
-pub const DEFAULT_INSTALL_DIR: &str = "/opt/warden/bin";
-/// The default state dir (a node path).
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/warden";
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -13,16 +13,22 @@ use crate::binary::{self, BinaryAction, Shim, ShimError};
 use crate::containerd_config::source::host_path;
 use crate::containerd_config::{
     ConfigError, ConfigFile, ContainerdVersion, DetectOptions, Distribution, NodeLayout, Plan,
-    SHIM_BINARY, detect, plan_install,
+    detect, plan_install,
 };
 use crate::host_checks::{self, HostError};
 use crate::input_file::{InputError, Links, POLICY_CAP, read_capped};
 use crate::install_audit::AuditLog;
-use crate::lock::LockError;
 use crate::paths;
 use crate::restart::RestartMethod;
 use crate::state::{Phase, Scope, State, StateError, StateStore};
-use crate::trusted_path::{self, TrustError};
+use warden_common::lock::LockError;
+use warden_common::names::SHIM_BINARY;
+use warden_common::trusted_dir::{self, TrustError};
+
+/// Tells the user a run waits for the host lock.
+pub fn tell_waiting(holder: &str) {
+    eprintln!("warden: waiting for another warden run ({holder}) to finish");
+}
 
 /// Room kept free beside the shim on its file system, in bytes.
 const SPACE_MARGIN: u64 = 1 << 20;
@@ -147,14 +153,14 @@ pub fn scope(args: &NodeArgs, layout: &NodeLayout) -> Scope {
 /// Refuses a state dir (or a parent) that another user could write, before its state, lock
 /// or backups are read.
 pub fn check_state_dir(args: &NodeArgs) -> Result<(), Refusal> {
-    trusted_path::check_dir("state dir", &host_path(&args.root, &args.state_dir))?;
+    trusted_dir::check_dir("state dir", &host_path(&args.root, &args.state_dir))?;
     Ok(())
 }
 
 /// Refuses an audit log dir (or a parent) that another user could write.
 pub fn check_audit_dir(args: &NodeArgs) -> Result<(), Refusal> {
     let log = host_path(&args.root, &args.audit_log);
-    trusted_path::check_dir("audit log dir", log.parent().unwrap_or(Path::new("/")))?;
+    trusted_dir::check_dir("audit log dir", log.parent().unwrap_or(Path::new("/")))?;
     Ok(())
 }
 
@@ -162,7 +168,7 @@ pub fn check_audit_dir(args: &NodeArgs) -> Result<(), Refusal> {
 /// user could write.
 pub fn check_config_dir(root: &Path, node_path: &Path) -> Result<(), Refusal> {
     let target = paths::write_target(root, node_path);
-    trusted_path::check_dir("config dir", target.parent().unwrap_or(Path::new("/")))?;
+    trusted_dir::check_dir("config dir", target.parent().unwrap_or(Path::new("/")))?;
     Ok(())
 }
 
@@ -302,7 +308,7 @@ impl Node {
     /// user could write: the install dir, each config file's (where a symlink leads), the
     /// state dir and the audit log's.
     fn check_trusted(&self, args: &NodeArgs) -> Result<(), Refusal> {
-        trusted_path::check_dir("install dir", &self.host(&args.install_dir))?;
+        trusted_dir::check_dir("install dir", &self.host(&args.install_dir))?;
         for change in &self.plan.changes {
             check_config_dir(&self.root, &change.path)?;
         }

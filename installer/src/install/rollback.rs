@@ -12,11 +12,11 @@ use anyhow::{Context, Result};
 use warden_audit::event;
 
 use super::apply::Run;
-use crate::atomic_write::{self, FileMode};
 use crate::containerd_check;
 use crate::digest;
 use crate::paths;
 use crate::state::{AttemptEntry, Original, Phase};
+use warden_common::durable::{self, FileMode};
 
 impl Run<'_> {
     /// Undoes the current attempt because of `reason`; returns what was done, in words.
@@ -34,7 +34,7 @@ impl Run<'_> {
             }
         }
         for dir in attempt.dirs_created.iter().rev() {
-            if atomic_write::remove_dir_if_empty(&self.node.host(dir))? {
+            if durable::remove_dir_if_empty(&self.node.host(dir))? {
                 self.state.dirs_created.retain(|d| d != dir);
             }
         }
@@ -62,7 +62,7 @@ impl Run<'_> {
         } else {
             paths::write_target(&self.node.root, &entry.path)
         };
-        atomic_write::remove_stale_temps(&host)?;
+        durable::remove_stale_temps(&host)?;
         let current =
             digest::of_file(&host).with_context(|| format!("cannot read {}", host.display()))?;
         if entry.before.is(current.as_deref()) {
@@ -77,12 +77,12 @@ impl Run<'_> {
         }
         match &entry.before {
             Original::Absent => {
-                atomic_write::remove_durable(&host)?;
+                durable::remove_durable(&host)?;
             }
             Original::Saved { digest, backup, .. } => {
                 let bytes = self.store.read_backup(digest, backup)?;
                 let mode = entry.before.restore_mode(FileMode::of(&host)?, 0o644);
-                atomic_write::write_atomic(&host, &bytes, mode, &|| {})?;
+                durable::write_atomic(&host, &bytes, mode, &|| {})?;
             }
             Original::Unknown => return Ok(None),
         }

@@ -17,17 +17,18 @@ use warden_audit::event;
 use super::args::UninstallArgs;
 use super::context::{self, Refusal};
 use super::outcome::Outcome;
-use crate::atomic_write::{self, FileMode};
 use crate::containerd_check;
 use crate::containerd_config::source::host_path;
 use crate::containerd_config::{ConfigError, ConfigFile, has_entry, remove_entry};
 use crate::crash_hook;
 use crate::digest;
 use crate::install_audit::AuditLog;
-use crate::lock::{self, HostLock};
 use crate::paths;
 use crate::restart::RestartMethod;
 use crate::state::{FileRecord, Original, Phase, RestartRecord, State, StateStore};
+use warden_common::Digest;
+use warden_common::durable::{self, FileMode};
+use warden_common::lock::HostLock;
 
 /// `warden uninstall`.
 pub fn uninstall(args: &UninstallArgs) -> Result<Outcome> {
@@ -38,7 +39,7 @@ pub fn uninstall(args: &UninstallArgs) -> Result<Outcome> {
     if store.read_raw().map_err(Refusal::from)?.is_none() {
         return Ok(nothing_recorded(args, &store));
     }
-    let _lock = HostLock::exclusive(store.dir(), node.lock_timeout(), &mut lock::tell_waiting)
+    let _lock = HostLock::exclusive(store.dir(), node.lock_timeout(), &mut context::tell_waiting)
         .map_err(Refusal::from)?;
     let Some(mut state) = store.load().map_err(Refusal::from)? else {
         return Ok(nothing_recorded(args, &store));
@@ -91,8 +92,11 @@ fn check_state(args: &UninstallArgs, store: &StateStore, state: &State) -> Resul
         .into());
     }
     if state.binary.is_some() {
-        crate::trusted_path::check_dir("install dir", &host_path(&node.root, &node.install_dir))
-            .map_err(Refusal::from)?;
+        warden_common::trusted_dir::check_dir(
+            "install dir",
+            &host_path(&node.root, &node.install_dir),
+        )
+        .map_err(Refusal::from)?;
     }
     for record in &state.files {
         context::check_config_dir(&node.root, &record.path)?;
@@ -230,7 +234,7 @@ impl Removal<'_> {
 
         self.remove_binary()?;
         for dir in self.state.dirs_created.clone().iter().rev() {
-            if atomic_write::remove_dir_if_empty(&host_path(self.root(), dir))? {
+            if durable::remove_dir_if_empty(&host_path(self.root(), dir))? {
                 self.lines
                     .push(format!("removed directory {}", dir.display()));
             }
@@ -263,14 +267,14 @@ impl Removal<'_> {
     fn restore_file(&mut self, record: &FileRecord) -> Result<Restored> {
         let path = &record.path;
         let host = paths::write_target(self.root(), path);
-        atomic_write::remove_stale_temps(&host)?;
+        durable::remove_stale_temps(&host)?;
         let Some(bytes) = super::apply::read_optional(&host)? else {
             return Ok(Restored::Unchanged(format!(
                 "{}: gone already, nothing to restore",
                 path.display()
             )));
         };
-        let current = digest::of_bytes(&bytes);
+        let current = Digest::of(&bytes).to_string();
         if record.original.is(Some(&current)) {
             return Ok(Restored::Unchanged(format!(
                 "{}: already holds its original bytes",
@@ -280,7 +284,7 @@ impl Removal<'_> {
         let mode = FileMode::of(&host)?.unwrap_or(FileMode::new(0o644));
         let (after, line) = match (&record.original, current == record.digest_after) {
             (Original::Absent, true) => {
-                atomic_write::remove_durable(&host)?;
+                durable::remove_durable(&host)?;
                 (
                     None,
                     format!("removed {} (warden created it)", path.display()),
@@ -289,7 +293,7 @@ impl Removal<'_> {
             (Original::Saved { digest, backup, .. }, true) => {
                 let original = self.store.read_backup(digest, backup)?;
                 let mode = record.original.restore_mode(Some(mode), 0o644);
-                atomic_write::write_atomic(&host, &original, mode, &|| {})?;
+                durable::write_atomic(&host, &original, mode, &|| {})?;
                 (
                     Some(digest.clone()),
                     format!("restored {} byte for byte", path.display()),
@@ -308,7 +312,7 @@ impl Removal<'_> {
                     )));
                 }
                 if *original == Original::Absent && is_hollow(path, &edited)? {
-                    atomic_write::remove_durable(&host)?;
+                    durable::remove_durable(&host)?;
                     (
                         None,
                         format!(
@@ -317,9 +321,9 @@ impl Removal<'_> {
                         ),
                     )
                 } else {
-                    atomic_write::write_atomic(&host, edited.as_bytes(), mode, &|| {})?;
+                    durable::write_atomic(&host, edited.as_bytes(), mode, &|| {})?;
                     (
-                        Some(digest::of_bytes(edited.as_bytes())),
+                        Some(Digest::of(edited.as_bytes()).to_string()),
                         format!(
                             "removed the `warden` runtime from {} (changed by someone else since \
                              warden wrote it: the rest is kept)",
@@ -370,7 +374,7 @@ impl Removal<'_> {
             return Ok(());
         };
         let host = host_path(self.root(), &record.path);
-        atomic_write::remove_stale_temps(&host)?;
+        durable::remove_stale_temps(&host)?;
         let current =
             digest::of_file(&host).with_context(|| format!("cannot read {}", host.display()))?;
         let path = record.path.display();
@@ -384,13 +388,13 @@ impl Removal<'_> {
         } else {
             match &record.original {
                 Original::Absent => {
-                    atomic_write::remove_durable(&host)?;
+                    durable::remove_durable(&host)?;
                     Some((None, format!("removed {path}")))
                 }
                 Original::Saved { digest, backup, .. } => {
                     let bytes = self.store.read_backup(digest, backup)?;
                     let mode = record.original.restore_mode(FileMode::of(&host)?, 0o755);
-                    atomic_write::write_atomic(&host, &bytes, mode, &|| {})?;
+                    durable::write_atomic(&host, &bytes, mode, &|| {})?;
                     Some((
                         Some(digest.clone()),
                         format!("restored {path} (the file the shim had replaced)"),

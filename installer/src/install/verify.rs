@@ -16,9 +16,9 @@ use crate::containerd_check;
 use crate::containerd_config::plan_install;
 use crate::containerd_config::source::host_path;
 use crate::digest;
-use crate::lock::{self, HostLock};
 use crate::paths;
 use crate::state::{Phase, State};
+use warden_common::lock::HostLock;
 
 /// One check and its result.
 #[derive(Debug, Clone, Serialize)]
@@ -43,7 +43,7 @@ pub fn verify(args: &VerifyArgs) -> Result<Outcome> {
     context::check_state_dir(node)?;
     let store = context::store(node);
     let _shared =
-        HostLock::shared_if_present(store.dir(), node.lock_timeout(), &mut lock::tell_waiting)
+        HostLock::shared_if_present(store.dir(), node.lock_timeout(), &mut context::tell_waiting)
             .map_err(Refusal::from)?;
     let mut checks = Vec::new();
     match store.load().map_err(Refusal::from)? {
@@ -114,15 +114,19 @@ fn disk_checks(args: &VerifyArgs, state: &State, checks: &mut Vec<Check>) {
             let (ok, detail) = match digest::of_file(&host) {
                 Ok(Some(d)) if d == record.digest => (
                     true,
-                    format!("{} is {}", record.path.display(), digest::short(&d)),
+                    format!(
+                        "{} is {}",
+                        record.path.display(),
+                        warden_common::digest::short(&d)
+                    ),
                 ),
                 Ok(Some(d)) => (
                     false,
                     format!(
                         "{} is {}, the state says {}",
                         record.path.display(),
-                        digest::short(&d),
-                        digest::short(&record.digest)
+                        warden_common::digest::short(&d),
+                        warden_common::digest::short(&record.digest)
                     ),
                 ),
                 Ok(None) => (false, format!("{} is missing", record.path.display())),

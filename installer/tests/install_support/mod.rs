@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sha2::{Digest, Sha256};
+use warden_common::Digest;
 
 /// The state dir every test tree uses (outside the paths the corpus cases hold, so a tree
 /// compares equal to its original without it).
@@ -39,9 +39,9 @@ pub fn case_names() -> Vec<String> {
     names
 }
 
-/// `sha256:<hex>`.
+/// `sha256:<hex>`, as the state and the audit log hold it.
 pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    Digest::of(bytes).to_string()
 }
 
 /// A node tree with a shim to install and a recording restart command.
@@ -83,7 +83,7 @@ impl Tree {
         let shim_bytes = format!("#!/bin/sh\n# fake shim for {name}\nexit 0\n").into_bytes();
         fs::write(&shim, &shim_bytes).unwrap();
         fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
-        let hex = &digest(&shim_bytes)["sha256:".len()..];
+        let hex = Digest::of(&shim_bytes).hex();
         fs::write(
             shim_dir.join("containerd-shim-warden-v1.sha256"),
             format!("{hex}  containerd-shim-warden-v1\n"),

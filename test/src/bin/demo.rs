@@ -74,7 +74,7 @@ fn run() -> Result<(), String> {
 
     let warden = warden_cli()?;
     let shim_bytes = std::fs::read(shim).map_err(|e| e.to_string())?;
-    let shim_digest = warden_test::image::sha256_digest(&shim_bytes);
+    let shim_digest = warden_common::Digest::of(&shim_bytes).to_string();
 
     step(2, "Start a private containerd (CRI on), without warden");
     let env = vec![

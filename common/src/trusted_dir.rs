@@ -165,7 +165,7 @@ pub fn check_dir_as(what: &'static str, dir: &Path, euid: u32) -> Result<(), Tru
             .map_err(|e| unreadable(what, dir, dir, &e))?
             .join(dir)
     };
-    let existing = crate::host_checks::nearest_existing(&absolute);
+    let existing = nearest_existing(&absolute);
     // The path as given: each component that is a directory (a symlink is judged by the
     // directory holding it, which is its parent here, and by where it leads, below).
     let mut role = Role::WrittenInto;
@@ -226,6 +226,21 @@ fn check_one(
             gid: facts.gid,
             mode: facts.mode & 0o7777,
         }),
+    }
+}
+
+/// `path` if it exists (as a link or not), else its nearest existing ancestor (`/` at
+/// worst).
+pub fn nearest_existing(path: &Path) -> PathBuf {
+    let mut current = path;
+    loop {
+        if current.symlink_metadata().is_ok() {
+            return current.to_path_buf();
+        }
+        match current.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => current = parent,
+            _ => return PathBuf::from("/"),
+        }
     }
 }
 

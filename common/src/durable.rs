@@ -1,4 +1,5 @@
-//! Durable, atomic file changes: what every write of the installer goes through.
+//! Durable, atomic file changes: what every write of the installer and the shim's compile
+//! cache goes through.
 //!
 //! A file is replaced by writing a temp file in the same directory, fsyncing it, renaming
 //! it over the target and fsyncing the directory. A reader (containerd, the shim, a second
@@ -6,21 +7,24 @@
 //! whole in one of the two states. The rename also replaces a running executable without
 //! "text file busy": the running process keeps the old inode.
 //!
-//! Temp files are named `.<name>.warden-tmp-<pid>`: hidden, and not ending in `.toml`, so a
-//! drop-in directory's `*.toml` import never loads a half-written one. A run killed midway
-//! leaves one behind; [`remove_stale_temps`] clears them under the host lock.
+//! Temp files are named `.<name>.warden-tmp-<pid>` ([`write_atomic`], [`copy_atomic`]: the
+//! installer, one writer under the host lock) or `.<name>.warden-tmp-<pid>-<n>` ([`replace`]:
+//! unique per call, for a process with several threads writing the same name, like the shim):
+//! hidden, and not ending in `.toml`, so a drop-in directory's `*.toml` import never loads a
+//! half-written one. A run killed midway leaves one behind; [`remove_stale_temps`] and
+//! [`remove_stale_temps_in`] clear them.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{AtFlags, Mode, OFlags, openat, renameat, unlinkat};
-use sha2::{Digest, Sha256};
 
-use crate::digest::format_digest;
-use crate::trusted_path::{self, TrustError};
+use crate::digest::Digest;
+use crate::trusted_dir::{self, TrustError};
 
 /// The marker in temp file names, between the target's name and the pid.
 const TEMP_MARKER: &str = ".warden-tmp-";
@@ -124,10 +128,18 @@ pub fn write_atomic(
     mode: FileMode,
     before_rename: &dyn Fn(),
 ) -> Result<(), FsError> {
-    replace_with(path, mode, before_rename, None, |file, temp| {
-        file.write_all(bytes)
-            .map_err(|e| FsError::new(temp, "write", e))
-    })
+    replace_with(
+        path,
+        &temp_name(file_name(path)?),
+        mode,
+        before_rename,
+        Landed::Checked(None),
+        |file, temp| {
+            file.write_all(bytes)
+                .map_err(|e| FsError::new(temp, "write", e))
+        },
+    )
+    .map(drop)
 }
 
 /// Copies `source` to `path` atomically and durably, with `mode`, and checks that the bytes
@@ -139,55 +151,139 @@ pub fn copy_atomic(
     mode: FileMode,
     before_rename: &dyn Fn(),
 ) -> Result<(), FsError> {
-    replace_with(path, mode, before_rename, Some(expected), |file, temp| {
-        let mut input = File::open(source).map_err(|e| FsError::new(source, "open", e))?;
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = input
-                .read(&mut buffer)
-                .map_err(|e| FsError::new(source, "read", e))?;
-            if n == 0 {
-                break;
+    let temp_name = temp_name(file_name(path)?);
+    replace_with(
+        path,
+        &temp_name,
+        mode,
+        before_rename,
+        Landed::Checked(Some(expected)),
+        |file, temp| {
+            let input = File::open(source).map_err(|e| FsError::new(source, "open", e))?;
+            // Hashes what is read as it is written, so the bytes are read once.
+            let mut tee = Tee {
+                input,
+                output: file,
+                write_error: None,
+            };
+            let actual = match Digest::of_reader(&mut tee) {
+                Ok(digest) => digest.to_string(),
+                Err(e) => {
+                    return Err(match tee.write_error.take() {
+                        Some(w) => FsError::new(temp, "write", w),
+                        None => FsError::new(source, "read", e),
+                    });
+                }
+            };
+            if actual != expected {
+                return Err(FsError::Changed {
+                    path: source.to_path_buf(),
+                    expected: expected.to_owned(),
+                    actual,
+                });
             }
-            hasher.update(&buffer[..n]);
-            file.write_all(&buffer[..n])
-                .map_err(|e| FsError::new(temp, "write", e))?;
+            Ok(())
+        },
+    )
+    .map(drop)
+}
+
+/// A reader that writes what it reads to `output`: a write error ends the read and is kept.
+struct Tee<'a> {
+    input: File,
+    output: &'a mut File,
+    write_error: Option<io::Error>,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.input.read(buf)?;
+        if let Err(e) = self.output.write_all(&buf[..n]) {
+            let kind = e.kind();
+            self.write_error = Some(e);
+            return Err(io::Error::new(kind, "write failed"));
         }
-        let actual = format_digest(&hasher.finalize());
-        if actual != expected {
-            return Err(FsError::Changed {
-                path: source.to_path_buf(),
-                expected: expected.to_owned(),
-                actual,
-            });
+        Ok(n)
+    }
+}
+
+/// Replaces `name` in the directory `dir` with `bytes` (mode `mode`, owned by the writing
+/// process), durably: a temp file unique to this call is created in `dir` (`O_EXCL`,
+/// `O_NOFOLLOW`, relative to the directory's checked fd), written, fsynced, renamed over
+/// `name`, checked to be what landed, and the directory is fsynced. Several threads may
+/// replace the same name at once: the last rename wins and the name always holds whole bytes. On a
+/// failure before the rename nothing is left behind. Returns the file this call wrote, open
+/// read-only at its start (by the time it returns, the name may hold another writer's).
+pub fn replace(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<File, FsError> {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let path = dir.join(name);
+    if path.parent() != Some(dir) || path.file_name() != Some(OsStr::new(name)) {
+        return Err(FsError::Io {
+            path,
+            op: "replace",
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a plain file name"),
+        });
+    }
+    let mut temp = temp_name(OsStr::new(name));
+    temp.push(format!("-{}", SEQUENCE.fetch_add(1, Ordering::Relaxed)));
+    replace_with(
+        &path,
+        &temp,
+        FileMode::new(mode),
+        &|| {},
+        Landed::Written,
+        |file, temp| {
+            file.write_all(bytes)
+                .map_err(|e| FsError::new(temp, "write", e))
+        },
+    )
+}
+
+/// What [`replace_with`] returns.
+#[derive(Clone, Copy)]
+enum Landed<'a> {
+    /// The file now under the name, checked to be the temp file's inode (and, with a
+    /// digest, to hold those bytes): the only writer is this one (the installer, under the
+    /// host lock), so anything else there is a swap.
+    Checked(Option<&'a str>),
+    /// The file written, opened read-only before the rename: other threads of this process
+    /// may replace the name at any moment, each with whole bytes.
+    Written,
+}
+
+impl Landed<'_> {
+    fn expected(&self) -> Option<&str> {
+        match self {
+            Landed::Checked(expected) => *expected,
+            Landed::Written => None,
         }
-        Ok(())
-    })
+    }
 }
 
 /// The temp file protocol: open the directory, create the temp file in it (`O_EXCL`,
 /// `O_NOFOLLOW`, relative to the directory's fd), fill it, set mode and owner, fsync,
 /// hook, rename, check that the name now holds the temp file's inode (and, for a copy,
 /// the expected bytes), fsync the directory. The temp file is removed on any failure
-/// before the rename.
+/// before the rename. The write descriptor is closed before the rename (an executable
+/// must not be open for writing when it is run).
 fn replace_with(
     path: &Path,
+    temp_name: &OsStr,
     mode: FileMode,
     before_rename: &dyn Fn(),
-    expected: Option<&str>,
+    landed: Landed<'_>,
     fill: impl FnOnce(&mut File, &Path) -> Result<(), FsError>,
-) -> Result<(), FsError> {
+) -> Result<File, FsError> {
     let dir_path = parent(path)?;
     let name = file_name(path)?;
     let dir = open_dir(&dir_path)?;
-    let temp_name = temp_name(name);
-    let temp = dir_path.join(&temp_name);
-    // A temp file of a killed run with our pid (pids are reused) is ours to replace.
-    let _ = unlinkat(&dir, &temp_name, AtFlags::empty());
+    let temp = dir_path.join(temp_name);
+    // A temp file of a killed run with our pid (pids are reused) is ours to replace: no
+    // live writer of this process uses the same temp name.
+    let _ = unlinkat(&dir, temp_name, AtFlags::empty());
     let fd = openat(
         &dir,
-        &temp_name,
+        temp_name,
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )
@@ -209,20 +305,35 @@ fn replace_with(
             .metadata()
             .map_err(|e| FsError::new(&temp, "stat", e))?;
         drop(file);
+        // For `Written`, the file this call wrote, taken before the name can change hands.
+        let own = match landed {
+            Landed::Checked(_) => None,
+            Landed::Written => Some(check_landed(&dir, temp_name, &temp, &written, None)?),
+        };
         before_rename();
-        renameat(&dir, &temp_name, &dir, name)
+        renameat(&dir, temp_name, &dir, name)
             .map_err(|e| FsError::new(path, "rename a temp file over", e.into()))?;
         renamed = true;
-        check_landed(&dir, name, path, &written, expected)
-    })();
-    if let Err(e) = result {
-        if !renamed {
-            let _ = unlinkat(&dir, &temp_name, AtFlags::empty());
+        match (own, landed) {
+            (Some(own), _) => Ok(own),
+            (None, landed) => check_landed(&dir, name, path, &written, landed.expected()),
         }
-        return Err(e);
-    }
+    })();
+    let mut landed = match result {
+        Ok(landed) => landed,
+        Err(e) => {
+            if !renamed {
+                let _ = unlinkat(&dir, temp_name, AtFlags::empty());
+            }
+            return Err(e);
+        }
+    };
     dir.sync_all()
-        .map_err(|e| FsError::new(&dir_path, "fsync", e))
+        .map_err(|e| FsError::new(&dir_path, "fsync", e))?;
+    landed
+        .rewind()
+        .map_err(|e| FsError::new(path, "rewind", e))?;
+    Ok(landed)
 }
 
 /// Opens a directory for `*at` calls, and checks on its fd that no one else may write it.
@@ -237,20 +348,20 @@ fn open_dir(dir: &Path) -> Result<File, FsError> {
     let meta = dir_file
         .metadata()
         .map_err(|e| FsError::new(dir, "stat", e))?;
-    trusted_path::check_open_dir("directory", dir, &meta)?;
+    trusted_dir::check_open_dir("directory", dir, &meta)?;
     Ok(dir_file)
 }
 
 /// Checks that `name` in `dir` is the file just renamed there (same device and inode, not a
 /// symlink) and, with `expected`, that it holds those bytes: a swap after the rename is
-/// caught here instead of being reported as installed.
+/// caught here instead of being reported as installed. Returns that file, open for reading.
 fn check_landed(
     dir: &File,
     name: &OsStr,
     path: &Path,
     written: &fs::Metadata,
     expected: Option<&str>,
-) -> Result<(), FsError> {
+) -> Result<File, FsError> {
     use std::os::unix::fs::MetadataExt;
     let swapped = || FsError::Swapped {
         path: path.to_path_buf(),
@@ -275,18 +386,9 @@ fn check_landed(
         return Err(swapped());
     }
     if let Some(expected) = expected {
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = landed
-                .read(&mut buffer)
-                .map_err(|e| FsError::new(path, "read back", e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-        }
-        let actual = format_digest(&hasher.finalize());
+        let actual = Digest::of_reader(&mut landed)
+            .map_err(|e| FsError::new(path, "read back", e))?
+            .to_string();
         if actual != expected {
             return Err(FsError::Changed {
                 path: path.to_path_buf(),
@@ -295,7 +397,7 @@ fn check_landed(
             });
         }
     }
-    Ok(())
+    Ok(landed)
 }
 
 /// Removes `path` (a missing file is fine) and makes the removal durable.
@@ -379,7 +481,7 @@ pub fn remove_stale_temps(path: &Path) -> Result<Vec<PathBuf>, FsError> {
         let is_ours = name
             .to_str()
             .and_then(|n| n.strip_prefix(prefix.as_str()))
-            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            .is_some_and(is_temp_suffix);
         if is_ours {
             let temp = entry.path();
             fs::remove_file(&temp).map_err(|e| FsError::new(&temp, "remove", e))?;
@@ -424,7 +526,7 @@ pub fn remove_stale_temps_in(dir: &Path) -> Result<Vec<PathBuf>, FsError> {
     Ok(removed)
 }
 
-/// Whether `name` is `.<something>.warden-tmp-<digits>`.
+/// Whether `name` is `.<something>.warden-tmp-<digits>` or `.<something>.warden-tmp-<digits>-<digits>`.
 pub fn is_temp_name(name: &OsStr) -> bool {
     let Some(name) = name.to_str() else {
         return false;
@@ -432,9 +534,17 @@ pub fn is_temp_name(name: &OsStr) -> bool {
     let Some(rest) = name.strip_prefix('.') else {
         return false;
     };
-    rest.rsplit_once(TEMP_MARKER).is_some_and(|(target, pid)| {
-        !target.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
-    })
+    rest.rsplit_once(TEMP_MARKER)
+        .is_some_and(|(target, suffix)| !target.is_empty() && is_temp_suffix(suffix))
+}
+
+/// `<pid>` or `<pid>-<n>`.
+fn is_temp_suffix(suffix: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match suffix.split_once('-') {
+        Some((pid, n)) => digits(pid) && digits(n),
+        None => digits(suffix),
+    }
 }
 
 fn parent(path: &Path) -> Result<PathBuf, FsError> {
@@ -514,7 +624,7 @@ mod tests {
         fs::write(&source, b"shim bytes").unwrap();
         let target = dir.path().join("out").join("shim");
         fs::create_dir(target.parent().unwrap()).unwrap();
-        let good = format_digest(&Sha256::digest(b"shim bytes"));
+        let good = Digest::of(b"shim bytes").to_string();
         copy_atomic(&source, &target, &good, FileMode::new(0o755), &|| {}).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"shim bytes");
         assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, 0o755);
@@ -550,22 +660,26 @@ mod tests {
             ".config.toml.warden-tmp-1",
             ".x.warden-tmp-",
             ".warden-tmp-5",
+            ".cache.cwasm.warden-tmp-12-",
+            ".cache.cwasm.warden-tmp-12-x",
             "install.json",
             ".hidden",
         ] {
             fs::write(dir.path().join(name), "x").unwrap();
         }
+        fs::write(dir.path().join(".a.cwasm.warden-tmp-12-3"), "x").unwrap();
         fs::create_dir(dir.path().join(".d.warden-tmp-9")).unwrap();
         let mut removed = remove_stale_temps_in(dir.path()).unwrap();
         removed.sort();
         assert_eq!(
             removed,
             vec![
+                dir.path().join(".a.cwasm.warden-tmp-12-3"),
                 dir.path().join(".config.toml.warden-tmp-1"),
                 dir.path().join(".install.json.warden-tmp-77"),
             ]
         );
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 5);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 7);
     }
 
     #[test]
@@ -608,7 +722,7 @@ mod tests {
             name,
             &path,
             &written,
-            Some(&format_digest(&Sha256::digest(b"mine"))),
+            Some(&Digest::of(b"mine").to_string()),
         )
         .unwrap();
         let err = check_landed(&handle, name, &path, &written, Some("sha256:00")).unwrap_err();
@@ -657,6 +771,75 @@ mod tests {
         assert!(!remove_dir_if_empty(&deep).unwrap());
         fs::remove_file(deep.join("f")).unwrap();
         assert!(remove_dir_if_empty(&deep).unwrap());
+    }
+
+    #[test]
+    fn replace_writes_durably_and_returns_what_landed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.cwasm"), "old").unwrap();
+        let mut landed = replace(dir.path(), "a.cwasm", b"artifact", 0o600).unwrap();
+        let mut text = String::new();
+        landed.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "artifact");
+        let path = dir.path().join("a.cwasm");
+        assert_eq!(fs::read(&path).unwrap(), b"artifact");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(
+            landed.metadata().unwrap().ino(),
+            fs::metadata(&path).unwrap().ino()
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp left");
+    }
+
+    #[test]
+    fn replace_leaves_nothing_behind_when_it_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        // The rename fails: the name is a non-empty directory.
+        fs::create_dir(dir.path().join("a.cwasm")).unwrap();
+        fs::write(dir.path().join("a.cwasm/inside"), "x").unwrap();
+        let err = replace(dir.path(), "a.cwasm", b"artifact", 0o600).unwrap_err();
+        assert!(matches!(err, FsError::Io { .. }), "{err}");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![OsString::from("a.cwasm")], "no temp left");
+        // Not a plain name; an untrusted directory.
+        assert!(replace(dir.path(), "../x", b"", 0o600).is_err());
+        assert!(replace(dir.path(), "", b"", 0o600).is_err());
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = replace(&open, "x", b"", 0o600).unwrap_err();
+        assert!(matches!(err, FsError::Untrusted(_)), "{err}");
+        assert_eq!(fs::read_dir(&open).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn replace_from_many_threads_lands_whole_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let writers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let dir = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let bytes = vec![i; 64 << 10];
+                    for _ in 0..10 {
+                        let mut landed = replace(&dir, "same", &bytes, 0o600).unwrap();
+                        let mut back = Vec::new();
+                        landed.read_to_end(&mut back).unwrap();
+                        assert_eq!(back.len(), bytes.len());
+                        assert!(back.iter().all(|&b| b == back[0]));
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let last = fs::read(dir.path().join("same")).unwrap();
+        assert_eq!(last.len(), 64 << 10);
+        assert!(last.iter().all(|&b| b == last[0]));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp left");
     }
 
     #[test]

@@ -1,8 +1,16 @@
-//! The host lock: `<state-dir>/lock`, held with `flock(2)` for a whole install or
-//! uninstall, so two runs (a DaemonSet pod and an admin, or a pod and its replacement)
-//! never interleave. The kernel drops the lock when the holder dies, killed or not, so a
-//! crashed run never blocks the next one. The holder writes its pid into the file for the
-//! message the waiting run prints.
+//! File locks with `flock(2)`: the one loop every lock in warden goes through.
+//!
+//! - [`lock`], [`try_lock`] and [`Flock`]: a lock on a file the caller opened (the audit
+//!   log, locked for each append by the shim and the node CLI, separate processes).
+//! - [`HostLock`]: the host lock, `<state-dir>/lock`, held for a whole install or
+//!   uninstall, so two runs (a DaemonSet pod and an admin, or a pod and its replacement)
+//!   never interleave. The kernel drops the lock when the holder dies, killed or not, so a
+//!   crashed run never blocks the next one. The holder writes its pid into the file for the
+//!   message the waiting run prints. The lock file is opened without following a symlink
+//!   and refused unless it is a regular file with one link, owned by root (or this user).
+//!
+//! `flock` locks belong to the open file description: two opens of the same file exclude
+//! each other, two threads using one descriptor do not.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
@@ -10,14 +18,76 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::fs::{FlockOperation, flock};
+use rustix::fs::{FlockOperation, OFlags, flock};
 
-use crate::input_file::{O_CLOEXEC, O_NOFOLLOW, O_NONBLOCK, is_symlink_refusal, kind_of};
-use crate::trusted_path::{euid, trusted_owner};
+use crate::file_kind::kind_of;
+use crate::trusted_dir::{euid, trusted_owner};
 
-/// Tells the user a run waits for the lock.
-pub fn tell_waiting(holder: &str) {
-    eprintln!("warden: waiting for another warden run ({holder}) to finish");
+/// Which lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One holder, no shared holders.
+    Exclusive,
+    /// Any number of shared holders, no exclusive one.
+    Shared,
+}
+
+/// Takes the lock on `file`, waiting as long as it takes (a signal does not end the wait).
+pub fn lock(file: &File, kind: Kind) -> io::Result<()> {
+    let op = match kind {
+        Kind::Exclusive => FlockOperation::LockExclusive,
+        Kind::Shared => FlockOperation::LockShared,
+    };
+    loop {
+        match flock(file, op) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Takes the lock on `file` if no one holds a conflicting one: `Ok(false)` when it is busy
+/// (or a signal came first; the caller tries again).
+pub fn try_lock(file: &File, kind: Kind) -> io::Result<bool> {
+    let op = match kind {
+        Kind::Exclusive => FlockOperation::NonBlockingLockExclusive,
+        Kind::Shared => FlockOperation::NonBlockingLockShared,
+    };
+    match flock(file, op) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Releases the lock on `file`.
+pub fn unlock(file: &File) -> io::Result<()> {
+    flock(file, FlockOperation::Unlock).map_err(Into::into)
+}
+
+/// An exclusive lock on a borrowed file, released when dropped (not only when the
+/// descriptor closes: the audit log's descriptor may stay open for a container's life).
+#[derive(Debug)]
+pub struct Flock<'a>(&'a File);
+
+impl<'a> Flock<'a> {
+    /// Waits for the exclusive lock on `file`.
+    pub fn exclusive(file: &'a File) -> io::Result<Flock<'a>> {
+        lock(file, Kind::Exclusive)?;
+        Ok(Flock(file))
+    }
+}
+
+impl Drop for Flock<'_> {
+    fn drop(&mut self) {
+        let _ = unlock(self.0);
+    }
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`, for `custom_flags`.
+fn guard_flags() -> i32 {
+    (OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC).bits() as i32
 }
 
 /// The lock file's name in the state dir.
@@ -81,16 +151,16 @@ impl HostLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            .custom_flags(guard_flags())
             .open(&path)
             .map_err(|source| open_error(&path, source))?;
         check_lock_file(&path, &file)?;
         let start = Instant::now();
         let mut told = false;
         loop {
-            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => break,
-                Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
+            match try_lock(&file, Kind::Exclusive) {
+                Ok(true) => break,
+                Ok(false) => {
                     let holder = holder(&mut file);
                     if start.elapsed() >= timeout {
                         return Err(LockError::Busy {
@@ -105,7 +175,7 @@ impl HostLock {
                     }
                     std::thread::sleep(POLL);
                 }
-                Err(e) => return Err(io_err("lock")(e.into())),
+                Err(e) => return Err(io_err("lock")(e)),
             }
         }
         file.set_len(0).map_err(io_err("truncate"))?;
@@ -125,7 +195,7 @@ impl HostLock {
         let path = state_dir.join(LOCK_FILE);
         let file = match OpenOptions::new()
             .read(true)
-            .custom_flags(O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            .custom_flags(guard_flags())
             .open(&path)
         {
             Ok(f) => f,
@@ -136,9 +206,9 @@ impl HostLock {
         let start = Instant::now();
         let mut told = false;
         loop {
-            match flock(&file, FlockOperation::NonBlockingLockShared) {
-                Ok(()) => return Ok(Some(HostLock { _file: file })),
-                Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
+            match try_lock(&file, Kind::Shared) {
+                Ok(true) => return Ok(Some(HostLock { _file: file })),
+                Ok(false) => {
                     let mut file = file.try_clone().map_err(|source| LockError::Io {
                         path: path.clone(),
                         op: "read",
@@ -158,11 +228,11 @@ impl HostLock {
                     }
                     std::thread::sleep(POLL);
                 }
-                Err(e) => {
+                Err(source) => {
                     return Err(LockError::Io {
                         path,
                         op: "lock",
-                        source: e.into(),
+                        source,
                     });
                 }
             }
@@ -172,7 +242,7 @@ impl HostLock {
 
 /// An open error; a symlink (ELOOP under `O_NOFOLLOW`) is [`LockError::Unsafe`].
 fn open_error(path: &Path, source: io::Error) -> LockError {
-    if is_symlink_refusal(&source) {
+    if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
         LockError::Unsafe {
             path: path.to_path_buf(),
             reason: "is a symlink".to_owned(),
@@ -266,6 +336,49 @@ mod tests {
         let err = HostLock::exclusive(dir.path(), Duration::ZERO, &mut |_| {}).unwrap_err();
         assert!(err.to_string().contains("2 hard links"), "{err}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+
+    #[test]
+    fn two_opens_of_one_file_exclude_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, "").unwrap();
+        let first = File::open(&path).unwrap();
+        let second = File::open(&path).unwrap();
+        let held = Flock::exclusive(&first).unwrap();
+        assert!(!try_lock(&second, Kind::Exclusive).unwrap());
+        assert!(!try_lock(&second, Kind::Shared).unwrap());
+        drop(held);
+        assert!(try_lock(&second, Kind::Shared).unwrap());
+        let third = File::open(&path).unwrap();
+        assert!(
+            try_lock(&third, Kind::Shared).unwrap(),
+            "shared locks share"
+        );
+        assert!(!try_lock(&first, Kind::Exclusive).unwrap());
+        unlock(&second).unwrap();
+        unlock(&third).unwrap();
+        assert!(try_lock(&first, Kind::Exclusive).unwrap());
+    }
+
+    #[test]
+    fn a_blocking_lock_waits_for_the_holder_in_another_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, "").unwrap();
+        let holder = File::open(&path).unwrap();
+        lock(&holder, Kind::Exclusive).unwrap();
+        let waiter_path = path.clone();
+        let waiter = std::thread::spawn(move || {
+            let file = File::open(&waiter_path).unwrap();
+            let start = Instant::now();
+            let _held = Flock::exclusive(&file).unwrap();
+            start.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        unlock(&holder).unwrap();
+        let waited = waiter.join().unwrap();
+        assert!(waited >= Duration::from_millis(150), "{waited:?}");
     }
 
     #[test]
