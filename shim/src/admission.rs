@@ -14,6 +14,7 @@
 use std::fmt;
 
 use warden_audit::escape_for_terminal;
+use warden_common::Digest;
 use warden_policy::{Decision, Grants, Policy, Request, Rule};
 
 use crate::entrypoint::Kind;
@@ -25,8 +26,8 @@ pub struct EntryFacts {
     /// Its path in the container, as resolved.
     pub path: String,
     pub kind: Kind,
-    /// `sha256:<hex>` of a Wasm entrypoint's bytes.
-    pub digest: Option<String>,
+    /// The sha256 of a Wasm entrypoint's bytes.
+    pub digest: Option<Digest>,
 }
 
 /// Everything the host side gathered before deciding.
@@ -110,7 +111,7 @@ pub fn admit(g: Gathered<'_>) -> Result<Admitted, Refusal> {
         requested_profile: f.requested_profile.clone(),
         env: f.env_pairs(),
         mounts: f.mounts.clone(),
-        module_digest: entry.digest.clone(),
+        module_digest: entry.digest.as_ref().map(Digest::to_string),
         native: entry.kind.is_native(),
         sandbox: f.sandbox,
     };
@@ -176,7 +177,7 @@ namespaces = ["other"]
         Ok(EntryFacts {
             path: "/app.wasm".into(),
             kind,
-            digest: digest.map(str::to_owned),
+            digest: digest.map(|d| d.parse().unwrap()),
         })
     }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{self, Cache, Outcome};
 use crate::engine::{self, Flavor};
 use crate::entrypoint::WasmKind;
+use warden_common::Digest;
 
 #[derive(Serialize, Deserialize)]
 pub struct Request {
@@ -29,8 +30,8 @@ pub struct Request {
     pub kind: WasmKind,
     /// The engine flavour the runner will deserialize with (it must match).
     pub flavor: Flavor,
-    /// Hex of the module's sha256: the cache key's first half.
-    pub digest_hex: String,
+    /// The module's sha256: the cache key's first half.
+    pub digest: Digest,
 }
 
 /// Why no artifact came back; callers branch on it: the module's fault is a refusal
@@ -141,7 +142,7 @@ pub fn compile_here(req: Request) -> Result<Compiled, CompileError> {
     let compat = engine::compat_key(&engine);
     let (mut artifact, outcome) = match Cache::open(&req.cache_dir, req.cache_max_bytes) {
         Ok(cache) => cache
-            .get_or_compile(&engine, req.kind, &bytes, &req.digest_hex, &compat)
+            .get_or_compile(&engine, req.kind, &bytes, &req.digest.hex(), &compat)
             .map_err(CompileError::from_anyhow)?,
         Err(e) => {
             log::warn!("compile cache unusable, compiling without it: {e:#}");
@@ -174,12 +175,12 @@ mod tests {
             module: WireFd::new(cache::anonymous_file(&module).unwrap()),
             kind: WasmKind::Module,
             flavor: Flavor::Plain,
-            digest_hex: "00".into(),
+            digest: Digest::of(&module),
         };
         assert_eq!(compile_here(req()).unwrap().outcome, Outcome::Compiled);
         assert_eq!(compile_here(req()).unwrap().outcome, Outcome::Hit);
         let mut bad = req();
-        bad.digest_hex = "01".into();
+        bad.digest = Digest::of(b"bad");
         bad.module = WireFd::new(cache::anonymous_file(b"\0asm\x01\0\0\0\x01").unwrap());
         assert!(matches!(compile_here(bad), Err(CompileError::Invalid(_))));
     }

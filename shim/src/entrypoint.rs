@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use warden_common::Digest;
+
 use crate::safe_open::{self, OpenError, Symlinks};
 
 /// Modules larger than this are refused rather than read into memory and compiled, unless
@@ -108,7 +110,7 @@ pub struct Entrypoint {
     pub kind: Kind,
     /// `sha256:<hex>` of a Wasm entrypoint's bytes: what the policy's `modules` list, the
     /// cache key and the audit records name.
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 /// Where a module's bytes come from. Today the file at `args[0]` in the image's rootfs
@@ -187,10 +189,7 @@ fn read_entry(file: File, path: &str, max_bytes: u64) -> Result<Entrypoint> {
     if kind.is_native() {
         bytes.clear();
     }
-    let digest = kind.wasm().map(|_| {
-        use sha2::Digest as _;
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
-    });
+    let digest = kind.wasm().map(|_| Digest::of(&bytes));
     Ok(Entrypoint {
         path: path.to_string(),
         bytes,

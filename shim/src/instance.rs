@@ -14,6 +14,7 @@ use containerd_shimkit::sandbox::{Error as SandboxError, Instance, InstanceConfi
 use containerd_shimkit::zygote::WireFd;
 use oci_spec::runtime::Spec;
 use warden_audit::{Throttle, escape_for_terminal, event};
+use warden_common::Digest;
 use warden_policy::{Policy, Rule};
 
 use crate::admission::{self, Admitted, EntryFacts, Gathered, Refusal};
@@ -279,10 +280,13 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
         .map(|e| EntryFacts {
             path: e.path.clone(),
             kind: e.kind,
-            digest: e.digest.clone(),
+            digest: e.digest,
         })
         .map_err(|e| format!("{e:#}"));
-    ctx.module_digest = entry_facts.as_ref().ok().and_then(|e| e.digest.clone());
+    ctx.module_digest = entry_facts
+        .as_ref()
+        .ok()
+        .and_then(|e| e.digest.as_ref().map(Digest::to_string));
     let admitted = admission::admit(Gathered {
         facts: &facts,
         policy: policy.as_ref().map_err(Clone::clone),
@@ -298,7 +302,7 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
     };
     // Admission refuses a failed read, so the entrypoint is here.
     let entry = entry.map_err(|e| SandboxError::Others(format!("{e:#}")))?;
-    let digest = entry_facts.digest.clone();
+    let digest = entry_facts.digest;
     let refuse_with = |ctx: &audit::Context, rule: Rule, reason: String| {
         refuse(
             ctx,
@@ -342,7 +346,8 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
                 .kind
                 .wasm()
                 .ok_or_else(|| SandboxError::Others(format!("{} is not Wasm", entry.path)))?;
-            let digest = digest.unwrap_or_default();
+            let digest = digest
+                .ok_or_else(|| SandboxError::Others(format!("{} has no digest", entry.path)))?;
             let flavor = Flavor::for_limits(&grants.limits);
             let artifact = match compile_cached(&settings, &entry, kind, &digest, flavor) {
                 Ok(a) => a,
@@ -449,7 +454,7 @@ fn compile_cached(
     settings: &Settings,
     entry: &entrypoint::Entrypoint,
     kind: WasmKind,
-    digest: &str,
+    digest: &Digest,
     flavor: Flavor,
 ) -> Result<std::fs::File, CompileError> {
     let module = cache::anonymous_file(&entry.bytes)
@@ -460,7 +465,7 @@ fn compile_cached(
         module: WireFd::new(module),
         kind,
         flavor,
-        digest_hex: digest.trim_start_matches("sha256:").to_string(),
+        digest: *digest,
     })?;
     let took = std::time::Duration::from_micros(compiled.micros);
     match compiled.outcome {

@@ -46,7 +46,7 @@ pub struct WasmWorkload {
     pub preopens: Vec<Preopen>,
     /// The module's path in the container and its digest, for messages.
     pub module_path: String,
-    pub digest: String,
+    pub digest: warden_common::Digest,
     /// The name resolver's configuration, read on the host side from the node's (or the
     /// pod's, under CRI) files: never the image's.
     pub resolver: crate::dns::ResolverConfig,
