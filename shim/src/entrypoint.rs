@@ -113,6 +113,17 @@ pub struct Entrypoint {
     pub digest: Option<Digest>,
 }
 
+impl Entrypoint {
+    /// What admission needs to know of it (no bytes).
+    pub fn facts(&self) -> crate::admission::EntryFacts {
+        crate::admission::EntryFacts {
+            path: self.path.clone(),
+            kind: self.kind,
+            digest: self.digest,
+        }
+    }
+}
+
 /// Where a module's bytes come from. Today the file at `args[0]` in the image's rootfs
 /// ([`RootfsFile`]); next, a Wasm layer in containerd's content store. What a source yields
 /// is the same typed [`Entrypoint`] either way, so nothing after it knows which it was.

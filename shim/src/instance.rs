@@ -17,11 +17,11 @@ use warden_audit::{Throttle, escape_for_terminal, event};
 use warden_common::Digest;
 use warden_policy::{Policy, Rule};
 
-use crate::admission::{self, Admitted, EntryFacts, Gathered, Refusal};
+use crate::admission::{self, Admitted, Gathered, Refusal};
 use crate::compile::CompileError;
 use crate::container::Container;
 use crate::engine::Flavor;
-use crate::entrypoint::{self, Kind, ModuleSource, RootfsFile, WasmKind};
+use crate::entrypoint::{self, Entrypoint, ModuleSource, RootfsFile, WasmKind};
 use crate::exit_cell::ExitCell;
 use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
@@ -256,8 +256,8 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
         SandboxError::FailedPrecondition(r.to_string())
     };
 
-    // Gather: the policy (or why it does not load) and the entrypoint (or why it cannot be
-    // read); then admit, a pure decision (see `admission`).
+    // 1. Gather: the policy (or why it does not load) and the entrypoint (or why it cannot be
+    // read) from its module source.
     let policy = Policy::load_or_strict(&settings.policy).map_err(|e| e.to_string());
     let rootfs = entrypoint::rootfs_of(
         &cfg.bundle,
@@ -267,42 +267,34 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
             .unwrap_or("rootfs".as_ref()),
     );
     let arg0 = facts.args.first().cloned().unwrap_or_default();
-    let source = RootfsFile {
+    let entry = RootfsFile {
         rootfs: &rootfs,
         arg0: &arg0,
         cwd: &facts.cwd,
         env: &facts.env,
         max_bytes: settings.max_module_bytes,
-    };
-    let entry = source.read();
-    let entry_facts = entry
-        .as_ref()
-        .map(|e| EntryFacts {
-            path: e.path.clone(),
-            kind: e.kind,
-            digest: e.digest,
-        })
-        .map_err(|e| format!("{e:#}"));
-    ctx.module_digest = entry_facts
+    }
+    .read();
+    ctx.module_digest = entry
         .as_ref()
         .ok()
         .and_then(|e| e.digest.as_ref().map(Digest::to_string));
+
+    // 2. Admit: a pure decision (see `admission`).
     let admitted = admission::admit(Gathered {
         facts: &facts,
         policy: policy.as_ref().map_err(Clone::clone),
-        entry: entry_facts,
+        entry: entry
+            .as_ref()
+            .map(Entrypoint::facts)
+            .map_err(|e| format!("{e:#}")),
     });
     let Admitted {
-        profile,
-        grants,
-        entry: entry_facts,
-    } = match admitted {
-        Ok(a) => a,
-        Err(r) => return Err(refuse(&ctx, r)),
-    };
-    // Admission refuses a failed read, so the entrypoint is here.
+        profile, grants, ..
+    } = admitted.map_err(|r| refuse(&ctx, r))?;
+    // Admission refuses an entrypoint that could not be read.
     let entry = entry.map_err(|e| SandboxError::Others(format!("{e:#}")))?;
-    let digest = entry_facts.digest;
+    ctx.profile = Some(profile.clone());
     let refuse_with = |ctx: &audit::Context, rule: Rule, reason: String| {
         refuse(
             ctx,
@@ -313,13 +305,11 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
             },
         )
     };
-    ctx.profile = Some(profile.clone());
-    // Granted paths: image directories opened here without following symlinks, mount
-    // paths left to the container process; pseudo file systems refused.
-    let resolved = match grant_paths::resolve(&grants.mounts, &facts.spec_mounts, &rootfs) {
-        Ok(r) => r,
-        Err(e) => return Err(refuse_with(&ctx, Rule::Mounts, e.to_string())),
-    };
+
+    // 3. Place granted paths: image directories opened here without following symlinks,
+    // mount paths left to the container process; pseudo file systems refused.
+    let resolved = grant_paths::resolve(&grants.mounts, &facts.spec_mounts, &rootfs)
+        .map_err(|e| refuse_with(&ctx, Rule::Mounts, e.to_string()))?;
     for path in &resolved.absent {
         log::info!(
             "container {id}: granted path {path} is not in the image nor a mount; not preopened"
@@ -327,27 +317,11 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
     }
     ctx.grants = Some(grants_summary(&grants, &resolved));
 
-    let grants_network_dns = grants.network.dns;
+    // 4. Compile (Wasm) and assemble what the container process gets.
     let (report_read, report_write) = report::pipe()
         .map_err(|e| SandboxError::Others(format!("creating the report pipe: {e}")))?;
-    let workload = match entry.kind {
-        // Admission refuses both; never run either as anything.
-        Kind::Precompiled | Kind::Unknown => {
-            return Err(SandboxError::Others(format!(
-                "{} is {}: admission should have refused it",
-                entry.path,
-                entry.kind.describe()
-            )));
-        }
-        // The decision allowed native code: the pod sandbox, or a profile with native = true.
-        Kind::Elf | Kind::Script => Workload::Native,
-        Kind::Module | Kind::Component => {
-            let kind = entry
-                .kind
-                .wasm()
-                .ok_or_else(|| SandboxError::Others(format!("{} is not Wasm", entry.path)))?;
-            let digest = digest
-                .ok_or_else(|| SandboxError::Others(format!("{} has no digest", entry.path)))?;
+    let workload = match (entry.kind.wasm(), entry.digest) {
+        (Some(kind), Some(digest)) => {
             let flavor = Flavor::for_limits(&grants.limits);
             let artifact = match compile_cached(&settings, &entry, kind, &digest, flavor) {
                 Ok(a) => a,
@@ -369,15 +343,27 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
                 kind,
                 flavor,
                 args: facts.args.clone(),
+                resolver: resolver_config(id, grants.network.dns, &facts),
                 grants,
                 preopens: resolved.preopens,
-                resolver: resolver_config(id, grants_network_dns, &facts),
                 module_path: entry.path.clone(),
                 digest,
                 report: WireFd::new(report_write),
             }))
         }
+        // Admission let native code through: the pod sandbox, or a profile with native.
+        _ if entry.kind.is_native() => Workload::Native,
+        // Admission refuses anything else; never run it as anything.
+        _ => {
+            return Err(SandboxError::Others(format!(
+                "{} is {}: admission should have refused it",
+                entry.path,
+                entry.kind.describe()
+            )));
+        }
     };
+
+    // 5. Audit the decision: what warden cannot record does not run.
     audit::append(audit_log, ctx.decision("allow", None, None)).map_err(|e| unauditable(&e))?;
     log::info!(
         "container {id}: allowed under profile {profile} ({})",

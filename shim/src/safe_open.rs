@@ -106,6 +106,13 @@ fn target_note(target: &Option<String>) -> String {
     }
 }
 
+fn meta_of(f: &File, path: &str) -> Result<std::fs::Metadata, OpenError> {
+    f.metadata().map_err(|e| OpenError::Io {
+        path: path.into(),
+        source: e,
+    })
+}
+
 /// What a file is, in words.
 pub fn describe_type(ft: std::fs::FileType) -> &'static str {
     if ft.is_fifo() {
@@ -155,10 +162,7 @@ pub fn open_regular_file(
     symlinks: Symlinks,
 ) -> Result<File, OpenError> {
     let handle = look_up(root, path, symlinks)?;
-    let meta = handle.metadata().map_err(|e| OpenError::Io {
-        path: path.into(),
-        source: e,
-    })?;
+    let meta = meta_of(&handle, path)?;
     let ft = meta.file_type();
     if ft.is_symlink() {
         // The trailing component is a symlink: under `InRoot` follow it (inside the root)
@@ -179,10 +183,7 @@ pub fn open_regular_file(
 }
 
 fn reopen_regular(handle: File, path: &str) -> Result<File, OpenError> {
-    let meta = handle.metadata().map_err(|e| OpenError::Io {
-        path: path.into(),
-        source: e,
-    })?;
+    let meta = meta_of(&handle, path)?;
     if !meta.is_file() {
         return Err(OpenError::WrongType {
             path: path.into(),
@@ -202,10 +203,7 @@ fn reopen_regular(handle: File, path: &str) -> Result<File, OpenError> {
 /// devpts...).
 pub fn open_granted_dir(root: BorrowedFd<'_>, path: &str) -> Result<File, OpenError> {
     let handle = look_up(root, path, Symlinks::Refuse)?;
-    let meta = handle.metadata().map_err(|e| OpenError::Io {
-        path: path.into(),
-        source: e,
-    })?;
+    let meta = meta_of(&handle, path)?;
     let ft = meta.file_type();
     if ft.is_symlink() {
         return Err(OpenError::Symlink {
