@@ -218,7 +218,7 @@ fn checked(file: File, target: &str) -> Result<File, AuditError> {
     if !meta.file_type().is_file() {
         return Err(AuditError::NotRegularFile {
             target: target.to_owned(),
-            what: file_kind(&meta.file_type()),
+            what: warden_common::file_kind::kind_of(meta.file_type()),
         });
     }
     let flags =
@@ -244,31 +244,10 @@ fn refused_or_io(path: &Path, target: &str, op: &'static str, e: io::Error) -> A
     {
         return AuditError::NotRegularFile {
             target: target.to_owned(),
-            what: file_kind(&meta.file_type()),
+            what: warden_common::file_kind::kind_of(meta.file_type()),
         };
     }
     AuditError::io(target, op, e)
-}
-
-fn file_kind(t: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_symlink() {
-        "a symlink"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_file() {
-        "a regular file"
-    } else {
-        "not a regular file"
-    }
 }
 
 /// Serializes appends through one shared descriptor: `flock` locks belong to the open

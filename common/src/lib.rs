@@ -6,6 +6,7 @@
 //! - [`lock`]: `flock(2)` locks, and the installer's host lock;
 //! - [`trusted_dir`]: which directories warden may write into;
 //! - [`file_kind`]: a file type in words;
+//! - [`input_file`]: reading an input file by type and size before trusting a byte of it;
 //! - [`names`]: the annotation, runtime and default paths users see.
 //!
 //! It depends on no other crate of the workspace, so every one of them may depend on it.
@@ -13,6 +14,7 @@
 pub mod digest;
 pub mod durable;
 pub mod file_kind;
+pub mod input_file;
 pub mod lock;
 pub mod names;
 pub mod trusted_dir;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use warden_common::names::SHIM_BINARY;
 
 use crate::digest;
-use crate::input_file::{DIGEST_FILE_CAP, InputError, Links, read_capped};
+use warden_common::input_file::{DIGEST_FILE_CAP, InputError, Links, read_capped};
 
 /// The suffix of the digest file shipped beside the shim.
 pub const DIGEST_SUFFIX: &str = ".sha256";

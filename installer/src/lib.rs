@@ -7,7 +7,6 @@ pub mod containerd_config;
 pub mod crash_hook;
 pub mod digest;
 pub mod host_checks;
-pub mod input_file;
 pub mod install;
 pub mod install_audit;
 pub mod paths;

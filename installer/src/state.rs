@@ -21,9 +21,9 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::digest;
-use crate::input_file::{InputError, Links, STATE_CAP, open_regular, read_capped};
 use warden_common::Digest;
 use warden_common::durable::{self, FileMode, FsError};
+use warden_common::input_file::{InputError, Links, STATE_CAP, open_regular, read_capped};
 
 /// The state file's name in the state dir.
 pub const STATE_FILE: &str = "install.json";

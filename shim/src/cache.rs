@@ -9,12 +9,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result, bail};
-use warden_common::durable;
+use anyhow::{Context, Result};
+use warden_common::{durable, trusted_dir};
 use wasmtime::Engine;
 
 use crate::entrypoint::WasmKind;
@@ -44,17 +44,9 @@ impl Cache {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("creating compile cache {}", dir.display()))?;
-        let meta = fs::metadata(dir)?;
-        if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
-            bail!(
-                "compile cache {} is writable by others (owner uid {}, mode {:o}); \
-                 it must be owned by the shim's user and not group/world writable",
-                dir.display(),
-                meta.uid(),
-                meta.mode() & 0o7777
-            );
-        }
-        check_ancestors(dir)?;
+        // The node CLI's rule for the directories it writes into: owned by root (or the
+        // shim's user), not group- or world-writable, under ancestors only root can change.
+        trusted_dir::check_dir("compile cache", dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -177,29 +169,6 @@ impl Cache {
 /// The artifact's file name in the cache directory.
 fn name_for(digest_hex: &str, compat: &str) -> String {
     format!("{digest_hex}-{compat}{SUFFIX}")
-}
-
-/// Every directory above the cache must be owned by root (or the shim's user) and not
-/// writable by others, unless it is sticky (like `/tmp`): otherwise another user could
-/// rename the cache directory away and put their own in its place.
-fn check_ancestors(dir: &Path) -> Result<()> {
-    let me = nix::unistd::geteuid().as_raw();
-    let dir = fs::canonicalize(dir)?;
-    for a in dir.ancestors().skip(1) {
-        let meta = fs::metadata(a)?;
-        let sticky = meta.mode() & 0o1000 != 0;
-        if (meta.uid() != 0 && meta.uid() != me) || (meta.mode() & 0o002 != 0 && !sticky) {
-            bail!(
-                "compile cache {}: its parent {} can be changed by others (owner uid {}, \
-                 mode {:o}); the cache must live under directories only root can change",
-                dir.display(),
-                a.display(),
-                meta.uid(),
-                meta.mode() & 0o7777
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Compiles a module or component to wasmtime's artifact format. A failure here is the

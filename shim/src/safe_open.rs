@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::FileTypeExt;
+use warden_common::file_kind::kind_of;
 
 /// `struct open_how` of `openat2(2)`.
 #[repr(C)]
@@ -113,27 +113,6 @@ fn meta_of(f: &File, path: &str) -> Result<std::fs::Metadata, OpenError> {
     })
 }
 
-/// What a file is, in words.
-pub fn describe_type(ft: std::fs::FileType) -> &'static str {
-    if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_symlink() {
-        "a symlink"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_file() {
-        "a regular file"
-    } else {
-        "a special file"
-    }
-}
-
 /// Looks `path` up under `root` without opening what it names (`O_PATH`): a FIFO, a device
 /// or a socket is never opened, so it cannot block or act.
 fn look_up(root: BorrowedFd<'_>, path: &str, symlinks: Symlinks) -> Result<File, OpenError> {
@@ -187,7 +166,7 @@ fn reopen_regular(handle: File, path: &str) -> Result<File, OpenError> {
     if !meta.is_file() {
         return Err(OpenError::WrongType {
             path: path.into(),
-            what: describe_type(meta.file_type()),
+            what: kind_of(meta.file_type()),
             wanted: "a regular file",
         });
     }
@@ -214,7 +193,7 @@ pub fn open_granted_dir(root: BorrowedFd<'_>, path: &str) -> Result<File, OpenEr
     if !ft.is_dir() {
         return Err(OpenError::WrongType {
             path: path.into(),
-            what: describe_type(ft),
+            what: kind_of(ft),
             wanted: "a directory",
         });
     }

@@ -19,7 +19,7 @@ pub enum ConfigError {
 
     /// The path is a FIFO, a device or a directory, or the file is over its size cap.
     #[error(transparent)]
-    Input(#[from] crate::input_file::InputError),
+    Input(#[from] warden_common::input_file::InputError),
 
     /// The config file the layout needs does not exist.
     #[error("{}: containerd config not found{}", path.display(), hint_suffix(hint))]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use toml_edit::{DocumentMut, Item, TableLike};
 
 use super::error::ConfigError;
-use crate::input_file::{CONFIG_CAP, InputError, Links, read_capped};
+use warden_common::input_file::{CONFIG_CAP, InputError, Links, read_capped};
 
 /// How many leading bytes are searched for a NUL, as `git` and `grep` do to call a file
 /// binary.

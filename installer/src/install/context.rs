@@ -16,11 +16,11 @@ use crate::containerd_config::{
     detect, plan_install,
 };
 use crate::host_checks::{self, HostError};
-use crate::input_file::{InputError, Links, POLICY_CAP, read_capped};
 use crate::install_audit::AuditLog;
 use crate::paths;
 use crate::restart::RestartMethod;
 use crate::state::{Phase, Scope, State, StateError, StateStore};
+use warden_common::input_file::{InputError, Links, POLICY_CAP, read_capped};
 use warden_common::lock::LockError;
 use warden_common::names::SHIM_BINARY;
 use warden_common::trusted_dir::{self, TrustError};

@@ -5,10 +5,8 @@
 //! the file containerd made for the container (under CRI, the pod's `resolv.conf` from
 //! kubelet's DNS settings, bind-mounted at `/etc/resolv.conf`) or else the node's own.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -101,37 +99,27 @@ fn normalize_name(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 
-/// Reads a host-side file that the image cannot influence: the final path component must
-/// not be a symlink (`O_NOFOLLOW`), the file must be regular (`O_NONBLOCK` so that a FIFO
-/// cannot block the open), and at most `max` bytes long.
+/// Reads a host-side file that the image cannot influence with the project's one bounded
+/// reader ([`warden_common::input_file::read_capped`]): the final path component must not
+/// be a symlink, the file must be regular (a FIFO cannot block the open), and at most `max`
+/// bytes long. Its refusals come back as I/O errors of the matching kind: `NotFound`,
+/// `InvalidInput` (not a regular file, a symlink), `InvalidData` (too large).
 pub fn read_trusted(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+    use warden_common::input_file::{InputError, Links, read_capped};
+    match read_capped("resolver file", path, max, Links::Refuse) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} does not exist", path.display()),
+        )),
+        Err(InputError::Io { source, .. }) => Err(source),
+        Err(e @ InputError::TooLarge { .. }) => {
+            Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+        }
+        Err(e @ (InputError::NotRegular { .. } | InputError::Symlink { .. })) => {
+            Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+        }
     }
-    if meta.len() > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} bytes, more than the {max} allowed", meta.len()),
-        ));
-    }
-    let mut bytes = Vec::new();
-    // `take` bounds a file that grows between the stat and the read.
-    file.take(max + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("more than the {max} bytes allowed"),
-        ));
-    }
-    Ok(bytes)
 }
 
 /// Parses a `resolv.conf` the way glibc reads it (comments, `nameserver`, `search` or
@@ -294,7 +282,7 @@ mod tests {
     fn oversize_and_non_regular_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("resolv.conf");
-        let mut f = File::create(&big).unwrap();
+        let mut f = std::fs::File::create(&big).unwrap();
         f.write_all(&vec![b'#'; MAX_RESOLV_CONF_BYTES as usize + 1])
             .unwrap();
         let e = read_trusted(&big, MAX_RESOLV_CONF_BYTES).unwrap_err();

@@ -1,5 +1,6 @@
 //! Reading the files warden takes as input (containerd's config and drop-ins, the policy,
-//! the `.sha256` beside the shim, the state) without trusting what is at the path.
+//! the `.sha256` beside the shim, the installer's state; the node's or the pod's resolver
+//! files for the shim's name lookup) without trusting what is at the path.
 //!
 //! The file is opened with `O_NONBLOCK` (a FIFO then opens at once instead of waiting for a
 //! writer) and, where a symlink has no business, `O_NOFOLLOW`; its type and size are then
@@ -12,7 +13,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use warden_common::file_kind::kind_of;
+use crate::file_kind::kind_of;
 
 /// The most a containerd config or drop-in may hold.
 pub const CONFIG_CAP: u64 = 4 << 20;
