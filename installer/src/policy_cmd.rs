@@ -208,7 +208,11 @@ fn profile_rows(p: &Profile) -> Vec<(&'static str, String)> {
         ("connect", rules(&p.network.connect)),
         ("listen", rules(&p.network.listen)),
         ("dns", yes_no(p.network.dns)),
-        ("http", list(p.http_outbound.clone())),
+        (
+            "http",
+            list(p.http.outbound.iter().map(ToString::to_string).collect()),
+        ),
+        ("wagi", yes_no(p.http.wagi)),
         (
             "memory",
             p.limits
@@ -218,6 +222,7 @@ fn profile_rows(p: &Profile) -> Vec<(&'static str, String)> {
         ),
         ("cpu_time", opt_duration(p.limits.cpu_time)),
         ("deadline", opt_duration(p.limits.deadline)),
+        ("request_deadline", opt_duration(p.limits.request_deadline)),
         (
             "fuel",
             p.limits
@@ -260,11 +265,15 @@ fn check_json(
                         "listen": p.network.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
                         "dns": p.network.dns,
                     },
-                    "http": { "outbound": p.http_outbound },
+                    "http": {
+                        "outbound": p.http.outbound.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "wagi": p.http.wagi,
+                    },
                     "limits": {
                         "memory": p.limits.memory,
                         "cpu_time_ms": p.limits.cpu_time.map(|d| d.as_millis() as u64),
                         "deadline_ms": p.limits.deadline.map(|d| d.as_millis() as u64),
+                        "request_deadline_ms": p.limits.request_deadline.map(|d| d.as_millis() as u64),
                         "fuel": p.limits.fuel,
                     },
                 },

@@ -536,7 +536,13 @@ native = true
         assert!(grants.network.dns);
         assert!(grants.network.may_connect("10.2.3.4:5432".parse().unwrap()));
         assert!(!grants.network.may_connect("10.2.3.4:5433".parse().unwrap()));
-        assert_eq!(grants.http_outbound, ["https://api.example.com"]);
+        let outbound: Vec<String> = grants
+            .http
+            .outbound
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(outbound, ["https://api.example.com"]);
         assert_eq!(grants.limits.memory, Some(64 << 20));
         assert!(!grants.native);
 

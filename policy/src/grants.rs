@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::HttpGrant;
+
 /// Name of the built-in profile that grants nothing.
 pub const STRICT_PROFILE: &str = "strict";
 
@@ -18,8 +20,8 @@ pub struct Grants {
     /// Container paths preopened for the module at the same guest path.
     pub mounts: Vec<MountGrant>,
     pub network: NetworkGrant,
-    /// Allowed outgoing `wasi:http` origins (`scheme://host[:port]`).
-    pub http_outbound: Vec<String>,
+    /// Outgoing `wasi:http` origins, and whether WAGI serving is allowed.
+    pub http: HttpGrant,
     pub limits: Limits,
     /// Whether a non-Wasm entrypoint may run (the pod sandbox container is always allowed).
     pub native: bool,
@@ -51,8 +53,12 @@ impl Grants {
         if self.network.dns {
             parts.push("dns".into());
         }
-        if !self.http_outbound.is_empty() {
-            parts.push(format!("http={}", self.http_outbound.join(",")));
+        if !self.http.outbound.is_empty() {
+            let o: Vec<String> = self.http.outbound.iter().map(ToString::to_string).collect();
+            parts.push(format!("http={}", o.join(",")));
+        }
+        if !self.http.wagi {
+            parts.push("no-wagi".into());
         }
         if let Some(m) = self.limits.memory {
             parts.push(format!("memory={m}"));
@@ -65,6 +71,9 @@ impl Grants {
         }
         if let Some(f) = self.limits.fuel {
             parts.push(format!("fuel={f}"));
+        }
+        if let Some(d) = self.limits.request_deadline {
+            parts.push(format!("request_deadline={}ms", d.as_millis()));
         }
         if self.native {
             parts.push("native".into());
@@ -247,6 +256,10 @@ pub struct Limits {
     pub deadline: Option<Duration>,
     /// Optional fuel (instruction budget).
     pub fuel: Option<u64>,
+    /// Wall-clock bound on each request an HTTP service handles (`None`: the server's
+    /// default).
+    #[serde(default)]
+    pub request_deadline: Option<Duration>,
 }
 
 #[cfg(test)]

@@ -30,17 +30,22 @@
 //!   (`10.0.0.0/8:5432`, `127.0.0.1:8080-8089`, `0.0.0.0:8080`, `[::1]:80`,
 //!   `[fd00::/8]:443`). `PORTS` is required: a port, `LO-HI`, or `*` for all (0-65535).
 //!   Host names and addresses with bits set past the prefix are refused.
-//! - `http.outbound`: `http(s)://HOST[:PORT]`, no path (a lone trailing `/` is
-//!   tolerated), no user info, no wildcard; stored lower-case without the default port.
+//! - `http.outbound`: `http(s)://HOST[:PORTS]` where `PORTS` is a port, `LO-HI` or `*`
+//!   (1-65535), the scheme's default port when absent; no path (a lone trailing `/` is
+//!   tolerated), no user info, no wildcard host; stored lower-case.
+//! - `http.wagi`: `false` forbids serving a WASI preview 1 module as WAGI (default `true`).
 //! - `limits.memory`: an integer number of bytes, or `"64Mi"`, `"64MiB"`, `"1Gi"`,
 //!   `"500M"`, `"512k"` (binary `Ki Mi Gi Ti`, decimal `k M G T`, optional `B`).
 //! - `limits.cpu_time`, `limits.deadline` (both may be given): `"2s"`, `"500ms"`, `"1m"`,
 //!   `"1h"`, `"250us"`, or sums such as `"1m30s"`; a bare number is refused.
 //! - `limits.fuel`: a positive integer (instruction budget).
+//! - `limits.request_deadline`: a duration; each request an HTTP service handles must be
+//!   answered within it (the server's default, 30 s, when absent).
 
 mod decide;
 mod error;
 mod grants;
+mod http;
 mod locate;
 mod policy;
 pub mod values;
@@ -48,4 +53,5 @@ pub mod values;
 pub use decide::{Decision, Denial, Effective, Request, Rule, SelectedBy};
 pub use error::PolicyError;
 pub use grants::{Access, Grants, Limits, MountGrant, NetworkGrant, STRICT_PROFILE, SocketRule};
+pub use http::{HttpGrant, HttpScheme, OriginRule};
 pub use policy::{Namespace, POLICY_VERSION, Policy, Profile};

@@ -14,7 +14,7 @@ use crate::values::{
     glob_match, parse_digest, parse_duration, parse_env_pattern, parse_mount_path, parse_origin,
     parse_size, parse_socket_rule,
 };
-use crate::{Access, Grants, Limits, MountGrant, NetworkGrant, STRICT_PROFILE};
+use crate::{Access, Grants, HttpGrant, Limits, MountGrant, NetworkGrant, STRICT_PROFILE};
 
 /// The only policy format version this build understands.
 pub const POLICY_VERSION: i64 = 1;
@@ -56,8 +56,8 @@ pub struct Profile {
     /// Whether a non-Wasm entrypoint may run under this profile.
     pub native: bool,
     pub network: NetworkGrant,
-    /// Canonical `scheme://host[:port]` origins for outgoing `wasi:http`.
-    pub http_outbound: Vec<String>,
+    /// Outgoing `wasi:http` origins and WAGI.
+    pub http: HttpGrant,
     pub limits: Limits,
 }
 
@@ -106,7 +106,7 @@ impl Profile {
                 .collect(),
             mounts: self.mounts.clone(),
             network: self.network.clone(),
-            http_outbound: self.http_outbound.clone(),
+            http: self.http.clone(),
             limits: self.limits.clone(),
             native: self.native,
         }
@@ -305,6 +305,8 @@ struct RawNetwork {
 struct RawHttp {
     #[serde(default)]
     outbound: Vec<Spanned<String>>,
+    #[serde(default)]
+    wagi: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -318,6 +320,8 @@ struct RawLimits {
     deadline: Option<Spanned<Scalar>>,
     #[serde(default)]
     fuel: Option<Spanned<i64>>,
+    #[serde(default)]
+    request_deadline: Option<Spanned<Scalar>>,
 }
 
 /// A value that may be written as an integer or a string (`memory = 1048576` or `"1Mi"`).
@@ -533,12 +537,15 @@ impl RawProfile {
                 .collect::<Result<_, _>>()?,
             dns: self.network.dns,
         };
-        let http_outbound = self
-            .http
-            .outbound
-            .iter()
-            .map(|o| ctx.check(o, parse_origin))
-            .collect::<Result<_, _>>()?;
+        let http = HttpGrant {
+            outbound: self
+                .http
+                .outbound
+                .iter()
+                .map(|o| ctx.check(o, parse_origin))
+                .collect::<Result<_, _>>()?,
+            wagi: self.http.wagi.unwrap_or(true),
+        };
         let limits = self.limits.validate(ctx)?;
         Ok(Profile {
             namespaces,
@@ -547,7 +554,7 @@ impl RawProfile {
             modules,
             native: self.native,
             network,
-            http_outbound,
+            http,
             limits,
         })
     }
@@ -583,6 +590,7 @@ impl RawLimits {
         };
         let cpu_time = duration(&self.cpu_time)?;
         let deadline = duration(&self.deadline)?;
+        let request_deadline = duration(&self.request_deadline)?;
         let fuel = match &self.fuel {
             None => None,
             Some(f) if *f.get_ref() > 0 => Some(*f.get_ref() as u64),
@@ -598,6 +606,7 @@ impl RawLimits {
             cpu_time,
             deadline,
             fuel,
+            request_deadline,
         })
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use warden_common::Digest;
 
 use crate::SocketRule;
+use crate::http::{HttpScheme, OriginRule};
 
 /// Parses a byte size: `"64Mi"`, `"64MiB"`, `"1Gi"`, `"500M"`, `"4096"`, `"512k"`.
 ///
@@ -215,21 +216,18 @@ fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-/// Parses an outgoing HTTP origin: `http` or `https`, a host (DNS name, IPv4, or IPv6 in
-/// brackets) and an optional port; no path, query, user info or wildcard. A single
-/// trailing `/` is tolerated. The result is canonical: scheme and host in lower case, the
-/// scheme's default port dropped, so that one origin has one spelling.
-pub fn parse_origin(text: &str) -> Result<String, String> {
-    const FORM: &str = "expected http(s)://HOST[:PORT] without a path";
-    let (scheme, rest) = text
+/// Parses an outgoing HTTP origin rule: `http` or `https`, a host (DNS name, IPv4, or IPv6 in
+/// brackets) and an optional port, range `LO-HI` or `*` (1-65535); no path, query, user info
+/// or wildcard host. A single trailing `/` is tolerated. Scheme and host are stored in lower
+/// case (an IPv6 host in its canonical form) and a URL without a port means the scheme's
+/// default port, so that one origin has one spelling.
+pub fn parse_origin(text: &str) -> Result<OriginRule, String> {
+    const FORM: &str = "expected http(s)://HOST[:PORT], HOST:LO-HI or HOST:*, without a path";
+    let (scheme_text, rest) = text
         .split_once("://")
         .ok_or_else(|| format!("{text:?}: {FORM}"))?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "http" => 80,
-        "https" => 443,
-        _ => return Err(format!("{text:?}: scheme must be http or https")),
-    };
+    let scheme = HttpScheme::parse(scheme_text)
+        .ok_or_else(|| format!("{text:?}: scheme must be http or https"))?;
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.contains(['/', '?', '#']) {
         return Err(format!(
@@ -239,12 +237,11 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
     if authority.contains('@') {
         return Err(format!("{text:?}: user info is not allowed; {FORM}"));
     }
-    let (host, port_text) = if let Some(inner) = authority.strip_prefix('[') {
-        let (v6, after) = inner
-            .split_once(']')
+    let (host, port_text) = if authority.starts_with('[') {
+        let close = authority
+            .find(']')
             .ok_or_else(|| format!("{text:?}: missing ']'"))?;
-        v6.parse::<Ipv6Addr>()
-            .map_err(|_| format!("{text:?}: {v6:?} is not an IPv6 address"))?;
+        let (host, after) = authority.split_at(close + 1);
         let port = match after {
             "" => None,
             p => Some(
@@ -252,34 +249,45 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
                     .ok_or_else(|| format!("{text:?}: {FORM}"))?,
             ),
         };
-        (format!("[{}]", v6.to_ascii_lowercase()), port)
+        (host, port)
     } else {
-        let (host, port) = match authority.split_once(':') {
+        match authority.split_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (authority, None),
-        };
-        if !is_host_name(host) {
-            return Err(format!(
-                "{text:?}: {host:?} is not a host name or IPv4 address"
-            ));
         }
-        (host.to_ascii_lowercase(), port)
     };
-    let port = match port_text {
-        None => None,
+    let host = canonical_host(host).ok_or_else(|| {
+        format!("{text:?}: {host:?} is not a host name, an IPv4 address or an [IPv6] address")
+    })?;
+    let ports = match port_text {
+        None => (scheme.default_port(), scheme.default_port()),
+        Some("*") => (1, u16::MAX),
         Some(p) => {
-            let n: u16 = p
-                .parse()
-                .ok()
-                .filter(|&n| n != 0)
-                .ok_or_else(|| format!("{text:?}: {p:?} is not a port number (1-65535)"))?;
-            (n != default_port).then_some(n)
+            let (lo, hi) = parse_ports(p).map_err(|e| format!("{text:?}: {e}"))?;
+            if lo == 0 {
+                return Err(format!(
+                    "{text:?}: port 0 is not a port a request can go to (1-65535)"
+                ));
+            }
+            (lo, hi)
         }
     };
-    Ok(match port {
-        Some(p) => format!("{scheme}://{host}:{p}"),
-        None => format!("{scheme}://{host}"),
+    Ok(OriginRule {
+        scheme,
+        host,
+        ports,
     })
+}
+
+/// The one spelling of a URL's host that origin rules are compared in: lower case; an IPv6
+/// address in brackets and its canonical text form (`[0:0::1]` is `[::1]`); `None` for
+/// anything that is not a DNS name, an IPv4 address or a bracketed IPv6 address.
+pub fn canonical_host(host: &str) -> Option<String> {
+    if let Some(inner) = host.strip_prefix('[') {
+        let v6: Ipv6Addr = inner.strip_suffix(']')?.parse().ok()?;
+        return Some(format!("[{v6}]"));
+    }
+    is_host_name(host).then(|| host.to_ascii_lowercase())
 }
 
 fn is_host_name(host: &str) -> bool {
@@ -468,10 +476,18 @@ mod tests {
             ("https://example.com:443", "https://example.com"),
             ("http://example.com:8443", "http://example.com:8443"),
             ("http://[::1]:8080", "http://[::1]:8080"),
+            ("http://[0:0::1]:8080", "http://[::1]:8080"),
             ("HTTPS://h", "https://h"),
+            ("http://127.0.0.1:8080-8089", "http://127.0.0.1:8080-8089"),
+            ("http://127.0.0.1:*", "http://127.0.0.1:*"),
+            ("http://h:1-65535", "http://h:*"),
         ];
         for (text, want) in ok {
-            assert_eq!(parse_origin(text).as_deref(), Ok(want), "{text}");
+            assert_eq!(
+                parse_origin(text).map(|r| r.to_string()).as_deref(),
+                Ok(want),
+                "{text}"
+            );
         }
         for bad in [
             "api.example.com",
@@ -482,12 +498,29 @@ mod tests {
             "https://*.example.com",
             "https://",
             "https://example.com:0",
+            "https://example.com:0-80",
             "https://example.com:99999",
+            "https://example.com:90-80",
             "https://-bad.com",
             "http://[::1",
+            "http://[::1]x",
+            "http://[example.com]:80",
         ] {
             assert!(parse_origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn hosts_have_one_spelling() {
+        assert_eq!(
+            canonical_host("Api.Example.COM").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(canonical_host("[0:0:0::1]").as_deref(), Some("[::1]"));
+        assert_eq!(canonical_host("10.0.0.1").as_deref(), Some("10.0.0.1"));
+        assert_eq!(canonical_host("::1"), None);
+        assert_eq!(canonical_host("a b"), None);
+        assert_eq!(canonical_host(""), None);
     }
 
     #[test]

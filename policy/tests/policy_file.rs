@@ -56,10 +56,12 @@ fn design_example_parses() {
     assert_eq!(prof.network.connect[1].ports, (8080, 8089));
     assert_eq!(prof.network.listen[0].to_string(), "0.0.0.0:8080");
     assert!(!prof.network.dns);
+    let outbound: Vec<String> = prof.http.outbound.iter().map(ToString::to_string).collect();
     assert_eq!(
-        prof.http_outbound,
+        outbound,
         ["https://api.example.com", "http://127.0.0.1:9000"]
     );
+    assert!(prof.http.wagi);
     assert_eq!(prof.limits.memory, Some(64 << 20));
     assert_eq!(prof.limits.cpu_time, Some(Duration::from_secs(2)));
     assert_eq!(prof.limits.deadline, None);
@@ -76,11 +78,15 @@ native = true
 [profiles.all.network]
 connect = ["[fd00::/8]:443", "[::1]:*", "192.168.0.0/16:1-1024"]
 dns = true
+[profiles.all.http]
+outbound = ["http://127.0.0.1:8080-8089", "http://[::1]:*"]
+wagi = false
 [profiles.all.limits]
 memory = 1048576
 cpu_time = "500ms"
 deadline = "1m30s"
 fuel = 1000000
+request_deadline = "5s"
 [profiles.empty]
 "#;
     let p = Policy::parse(text, "x.toml").unwrap();
@@ -94,7 +100,12 @@ fuel = 1000000
     assert_eq!(all.limits.deadline, Some(Duration::from_secs(90)));
     assert_eq!(all.limits.fuel, Some(1_000_000));
     assert_eq!(all.network.connect[1].ports, (0, u16::MAX));
+    assert_eq!(all.limits.request_deadline, Some(Duration::from_secs(5)));
+    assert_eq!(all.http.outbound[0].ports, (8080, 8089));
+    assert_eq!(all.http.outbound[1].to_string(), "http://[::1]:*");
+    assert!(!all.http.wagi);
     let empty = p.profile("empty").unwrap();
+    assert!(empty.http.wagi && empty.http.outbound.is_empty());
     assert!(empty.namespaces.is_empty() && empty.env.is_empty() && empty.modules.is_none());
 }
 
