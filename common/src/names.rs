@@ -8,6 +8,20 @@ pub const ANNOTATION_PREFIX: &str = "warden.dev/";
 /// The pod annotation that asks for a policy profile.
 pub const PROFILE_ANNOTATION: &str = "warden.dev/profile";
 
+/// The annotation that asks for a module to be served over HTTP as WAGI
+/// (`warden.dev/http=wagi`).
+pub const HTTP_ANNOTATION: &str = "warden.dev/http";
+
+/// The container env var naming an HTTP service's listen address (`IP:PORT`, or `:PORT`).
+pub const HTTP_ADDR_ENV: &str = "WARDEN_HTTP_ADDR";
+
+/// Upstream runwasi's name for [`HTTP_ADDR_ENV`], accepted so that their images run as they
+/// are; [`HTTP_ADDR_ENV`] wins when both are set.
+pub const UPSTREAM_HTTP_ADDR_ENV: &str = "WASMTIME_HTTP_PROXY_SOCKET_ADDR";
+
+/// Where an HTTP service listens when the container names no address.
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
+
 /// The `pod_annotations` pattern the installer gives containerd's runtime entry, so that
 /// the annotations under [`ANNOTATION_PREFIX`] (and only those) reach the shim.
 pub const POD_ANNOTATIONS: &str = "warden.dev/*";

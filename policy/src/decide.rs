@@ -64,6 +64,13 @@ pub enum Rule {
     /// system).
     #[serde(rename = "mounts")]
     Mounts,
+    /// How the container asks to be served over HTTP is not understood: an unknown
+    /// `warden.dev/http` value, WAGI for a component, a listen address that is not one.
+    #[serde(rename = "http")]
+    Http,
+    /// WAGI asked for under a profile with `http.wagi = false`.
+    #[serde(rename = "http.wagi")]
+    HttpWagi,
 }
 
 impl Rule {
@@ -78,6 +85,8 @@ impl Rule {
             Rule::Precompiled => "precompiled",
             Rule::ModuleInvalid => "module.invalid",
             Rule::Mounts => "mounts",
+            Rule::Http => "http",
+            Rule::HttpWagi => "http.wagi",
         }
     }
 }

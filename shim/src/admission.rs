@@ -17,8 +17,15 @@ use warden_audit::escape_for_terminal;
 use warden_common::Digest;
 use warden_policy::{Decision, Grants, Policy, Request, Rule};
 
+use std::net::SocketAddr;
+
+use warden_common::names::{
+    DEFAULT_HTTP_ADDR, HTTP_ADDR_ENV, HTTP_ANNOTATION, UPSTREAM_HTTP_ADDR_ENV,
+};
+
 use crate::entrypoint::Kind;
 use crate::facts::Facts;
+use crate::run::Serve;
 
 /// What admission needs to know about the entrypoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +77,10 @@ pub struct Admitted {
     pub profile: String,
     pub grants: Grants,
     pub entry: EntryFacts,
+    /// As a command, or served as WAGI.
+    pub serve: Serve,
+    /// Where it listens if it serves HTTP.
+    pub http_addr: SocketAddr,
 }
 
 /// Decides. See the module comment for the order of the rules.
@@ -116,11 +127,31 @@ pub fn admit(g: Gathered<'_>) -> Result<Admitted, Refusal> {
         sandbox: f.sandbox,
     };
     match policy.decide(&request) {
-        Decision::Allow { profile, grants } => Ok(Admitted {
+        Decision::Allow {
             profile,
-            grants,
-            entry,
-        }),
+            mut grants,
+        } => {
+            let refuse = |rule, reason| Refusal {
+                profile: Some(profile.clone()),
+                rule,
+                reason,
+            };
+            let serve = serve_mode(f.http_mode.as_deref(), &entry, &grants)
+                .map_err(|(rule, reason)| refuse(rule, reason))?;
+            let http_addr =
+                http_addr(&f.env_pairs()).map_err(|reason| refuse(Rule::Http, reason))?;
+            // The address is the server's, not the guest's business.
+            grants
+                .env
+                .retain(|(k, _)| k != HTTP_ADDR_ENV && k != UPSTREAM_HTTP_ADDR_ENV);
+            Ok(Admitted {
+                profile,
+                grants,
+                entry,
+                serve,
+                http_addr,
+            })
+        }
         Decision::Deny {
             profile,
             rule,
@@ -138,6 +169,64 @@ pub fn admit(g: Gathered<'_>) -> Result<Admitted, Refusal> {
             })
         }
     }
+}
+
+/// How the container asked to be served (`warden.dev/http`), if it may be.
+fn serve_mode(
+    mode: Option<&str>,
+    entry: &EntryFacts,
+    grants: &Grants,
+) -> Result<Serve, (Rule, String)> {
+    match mode {
+        None => Ok(Serve::Command),
+        Some("wagi") if entry.kind != Kind::Module => Err((
+            Rule::Http,
+            format!(
+                "{HTTP_ANNOTATION}=wagi serves WASI preview 1 modules; {} is {} (a wasi:http \
+                 component is served without the annotation)",
+                entry.path,
+                entry.kind.describe()
+            ),
+        )),
+        Some("wagi") if !grants.http.wagi => Err((
+            Rule::HttpWagi,
+            format!("the profile does not allow serving {} as WAGI", entry.path),
+        )),
+        Some("wagi") => Ok(Serve::Wagi),
+        Some(other) => Err((
+            Rule::Http,
+            format!(
+                "{HTTP_ANNOTATION}={:?} is not understood (the one value is \"wagi\")",
+                escape_for_terminal(other)
+            ),
+        )),
+    }
+}
+
+/// The listen address the container's env names (`WARDEN_HTTP_ADDR`, else upstream's
+/// `WASMTIME_HTTP_PROXY_SOCKET_ADDR`), else [`DEFAULT_HTTP_ADDR`]. `IP:PORT`, `[IPv6]:PORT`,
+/// or `:PORT` for every IPv4 address.
+pub fn http_addr(env: &[(String, String)]) -> Result<SocketAddr, String> {
+    fn named<'a>(env: &'a [(String, String)], name: &'a str) -> Option<(&'a str, &'a String)> {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| (name, v))
+    }
+    let Some((name, value)) =
+        named(env, HTTP_ADDR_ENV).or_else(|| named(env, UPSTREAM_HTTP_ADDR_ENV))
+    else {
+        return DEFAULT_HTTP_ADDR
+            .parse()
+            .map_err(|_| "the default listen address does not parse".into());
+    };
+    let text = match value.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => value.clone(),
+    };
+    text.parse().map_err(|_| {
+        format!(
+            "{name}={:?} is not a listen address (IP:PORT, [IPv6]:PORT or :PORT)",
+            escape_for_terminal(value)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -399,5 +488,82 @@ namespaces = ["other"]
         let text = r.to_string();
         assert!(!text.contains('\u{1b}'), "{text}");
         assert!(text.contains("\\x1b[31m"), "{text}");
+    }
+
+    #[test]
+    fn serving_follows_the_annotation_and_the_profile() {
+        let policy = Policy::parse(
+            r#"version = 1
+[profiles.no-wagi]
+namespaces = ["*"]
+env = ["*"]
+[profiles.no-wagi.http]
+wagi = false
+"#,
+            "/etc/warden/policy.toml",
+        )
+        .unwrap();
+        let run = |profile: Option<&str>, mode: Option<&str>, kind: Kind, env: &[&str]| {
+            let f = Facts {
+                namespace: "team".into(),
+                requested_profile: profile.map(str::to_owned),
+                http_mode: mode.map(str::to_owned),
+                env: env.iter().map(|e| e.to_string()).collect(),
+                ..Facts::default()
+            };
+            admit(Gathered {
+                facts: &f,
+                policy: Ok(&policy),
+                entry: entry(kind, Some(GOOD)),
+            })
+        };
+        let a = run(None, None, Kind::Component, &[]).unwrap();
+        assert_eq!(a.serve, Serve::Command);
+        assert_eq!(a.http_addr, "0.0.0.0:8080".parse().unwrap());
+        let a = run(None, Some("wagi"), Kind::Module, &[]).unwrap();
+        assert_eq!(a.serve, Serve::Wagi);
+
+        let r = run(Some("no-wagi"), Some("wagi"), Kind::Module, &[]).unwrap_err();
+        assert_eq!(r.rule, Rule::HttpWagi);
+        assert_eq!(r.profile.as_deref(), Some("no-wagi"));
+        let r = run(None, Some("wagi"), Kind::Component, &[]).unwrap_err();
+        assert_eq!(r.rule, Rule::Http);
+        assert!(r.reason.contains("component"), "{}", r.reason);
+        let r = run(None, Some("cgi"), Kind::Module, &[]).unwrap_err();
+        assert_eq!(r.rule, Rule::Http);
+
+        // The address variables choose the address and never reach the guest.
+        let a = run(
+            Some("no-wagi"),
+            None,
+            Kind::Component,
+            &[
+                "WARDEN_HTTP_ADDR=127.0.0.1:9090",
+                "WASMTIME_HTTP_PROXY_SOCKET_ADDR=0.0.0.0:1",
+                "A=b",
+            ],
+        )
+        .unwrap();
+        assert_eq!(a.http_addr, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(a.grants.env, [("A".to_owned(), "b".to_owned())]);
+        let a = run(
+            None,
+            None,
+            Kind::Component,
+            &["WASMTIME_HTTP_PROXY_SOCKET_ADDR=[::1]:81"],
+        )
+        .unwrap();
+        assert_eq!(a.http_addr, "[::1]:81".parse().unwrap());
+        let a = run(None, None, Kind::Component, &["WARDEN_HTTP_ADDR=:9000"]).unwrap();
+        assert_eq!(a.http_addr, "0.0.0.0:9000".parse().unwrap());
+        let r = run(
+            None,
+            None,
+            Kind::Component,
+            &["WARDEN_HTTP_ADDR=localhost:80"],
+        )
+        .unwrap_err();
+        assert_eq!(r.rule, Rule::Http);
+        assert!(r.reason.contains("WARDEN_HTTP_ADDR"), "{}", r.reason);
     }
 }

@@ -149,6 +149,56 @@ fn build_resolver(config: &ResolverConfig) -> Option<TokioResolver> {
     }
 }
 
+/// Name lookup for the host's own connections on a guest's behalf (outgoing `wasi:http`):
+/// the same trusted [`ResolverConfig`] and bounds as a guest's lookup, but independent of
+/// the `dns` grant and unfiltered, because the policy rule that allowed the request names
+/// the host itself.
+pub struct HostLookup {
+    config: ResolverConfig,
+    resolver: Option<TokioResolver>,
+}
+
+impl HostLookup {
+    /// Needs a tokio runtime to be current (hickory's resolver is built on it).
+    pub fn new(config: ResolverConfig) -> Self {
+        let resolver = if config.nameservers.is_empty() {
+            None
+        } else {
+            build_resolver(&config)
+        };
+        HostLookup { config, resolver }
+    }
+
+    /// The addresses of `name` (a DNS name, not an IP literal): from the trusted hosts
+    /// entries first, else from the nameservers, within [`LOOKUP_DEADLINE`].
+    pub async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+        let from_hosts = self.config.host_addrs(name);
+        if !from_hosts.is_empty() {
+            return Ok(from_hosts);
+        }
+        let Some(resolver) = &self.resolver else {
+            return Err(format!("{name}: no nameserver is configured"));
+        };
+        match tokio::time::timeout(LOOKUP_DEADLINE, resolver.lookup_ip(name)).await {
+            Err(_) => Err(format!("{name}: the lookup ran out of time")),
+            Ok(Err(e)) => Err(format!("{name}: {e}")),
+            Ok(Ok(found)) => {
+                let mut addrs: Vec<IpAddr> = Vec::new();
+                for ip in found.iter().map(|ip| ip.to_canonical()) {
+                    if !addrs.contains(&ip) {
+                        addrs.push(ip);
+                    }
+                }
+                if addrs.is_empty() {
+                    Err(format!("{name}: no address"))
+                } else {
+                    Ok(addrs)
+                }
+            }
+        }
+    }
+}
+
 type LookupResult = Result<Vec<IpAddr>, ErrorCode>;
 
 /// The guest's `resolve-address-stream`.

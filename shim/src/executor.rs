@@ -29,7 +29,8 @@ use wasmtime::{Engine, Module};
 use crate::entrypoint::WasmKind;
 use crate::launch::{WasmWorkload, Workload};
 use crate::report::{Ended, Report, Reporter};
-use crate::run::{Outcome, Program};
+use crate::run::{LimitKind, Outcome, Program};
+use crate::runner::{LimitHook, ServiceEnv};
 use crate::{engine, exit_code, preopen, run, wasi_ctx};
 
 #[derive(Clone)]
@@ -125,28 +126,45 @@ fn run_guest(w: &WasmWorkload, reporter: &Arc<Reporter>) -> End {
             what,
         });
     });
+    let limit_reporter = reporter.clone();
+    let on_limit: LimitHook = Arc::new(move |kind: LimitKind, reason: String| {
+        limit_reporter.send(&Report::Limit {
+            rule: kind.rule().to_string(),
+            reason,
+        });
+    });
+    let service = ServiceEnv {
+        addr: w.http_addr,
+        http: w.grants.http.clone(),
+        resolver: w.resolver.clone(),
+        on_deny: on_deny.clone(),
+        on_limit,
+    };
     // Names resolve with the node's (or the pod's CRI) resolver configuration the shim read
     // on the host side, never the image's files or NSS modules.
     let wasi_ctx::GuestWasi {
         ctx: wasi,
         dns: lookup,
-    } = match wasi_ctx::for_grants(&w.grants, &w.args, &dirs, &w.resolver, on_deny) {
+    } = match wasi_ctx::for_grants(&w.grants, &w.args, dirs, &w.resolver, on_deny) {
         Ok(g) => g,
         Err(e) => return End::Ran(Outcome::SetupFailed(format!("{e:#}"))),
     };
-    // wasmtime-wasi holds its own descriptors for the preopens now.
-    drop(dirs);
     // A guest blocked in a host call past its deadline or CPU time is stopped by the
     // watchdog, which reports the limit here before it ends the process.
     let (forced_reporter, module_path) = (reporter.clone(), w.module_path.clone());
     let on_forced_stop: run::OnForcedStop = Box::new(move |outcome: &Outcome| {
         report_end(&forced_reporter, &module_path, &End::Ran(outcome.clone()));
     });
+    let guest = run::Guest {
+        program,
+        serve: w.serve,
+        wasi: Arc::new(wasi),
+        dns: lookup,
+        service: &service,
+    };
     End::Ran(run::run_with(
         &engine,
-        program,
-        wasi,
-        lookup,
+        guest,
         &w.grants.limits,
         on_forced_stop,
     ))

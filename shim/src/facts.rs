@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use oci_spec::runtime::Spec;
-use warden_common::names::PROFILE_ANNOTATION;
+use warden_common::names::{HTTP_ANNOTATION, PROFILE_ANNOTATION};
 
 pub const ANN_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 pub const ANN_POD_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
@@ -37,6 +37,8 @@ pub struct Facts {
     pub sandbox: bool,
     /// The profile the pod asked for with `warden.dev/profile`.
     pub requested_profile: Option<String>,
+    /// How the pod asked to be served with `warden.dev/http` (`wagi`).
+    pub http_mode: Option<String>,
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
@@ -74,6 +76,7 @@ impl Facts {
             sandbox,
             cri,
             requested_profile: get(PROFILE_ANNOTATION),
+            http_mode: get(HTTP_ANNOTATION),
             args: process.and_then(|p| p.args().clone()).unwrap_or_default(),
             env: process.and_then(|p| p.env().clone()).unwrap_or_default(),
             cwd: process

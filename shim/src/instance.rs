@@ -290,7 +290,11 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
             .map_err(|e| format!("{e:#}")),
     });
     let Admitted {
-        profile, grants, ..
+        profile,
+        grants,
+        serve,
+        http_addr,
+        ..
     } = admitted.map_err(|r| refuse(&ctx, r))?;
     // Admission refuses an entrypoint that could not be read.
     let entry = entry.map_err(|e| SandboxError::Others(format!("{e:#}")))?;
@@ -343,7 +347,15 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
                 kind,
                 flavor,
                 args: facts.args.clone(),
-                resolver: resolver_config(id, grants.network.dns, &facts),
+                // Outgoing HTTP to a name resolves with the same trusted files as the guest's
+                // own lookups.
+                resolver: resolver_config(
+                    id,
+                    grants.network.dns || !grants.http.outbound.is_empty(),
+                    &facts,
+                ),
+                serve,
+                http_addr,
                 grants,
                 preopens: resolved.preopens,
                 module_path: entry.path.clone(),

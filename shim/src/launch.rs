@@ -50,6 +50,10 @@ pub struct WasmWorkload {
     /// The name resolver's configuration, read on the host side from the node's (or the
     /// pod's, under CRI) files: never the image's.
     pub resolver: crate::dns::ResolverConfig,
+    /// How the container asked to be run: as a command, or served as WAGI.
+    pub serve: crate::run::Serve,
+    /// Where an HTTP service listens (`WARDEN_HTTP_ADDR`, default `0.0.0.0:8080`).
+    pub http_addr: std::net::SocketAddr,
     /// The write end of the report pipe to the shim (see [`crate::report`]): the only
     /// descriptor the runner keeps besides stdio.
     pub report: WireFd<File>,

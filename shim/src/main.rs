@@ -8,6 +8,7 @@
 mod admission;
 mod audit;
 mod cache;
+mod cgi;
 mod compile;
 mod container;
 mod dns;
@@ -18,6 +19,9 @@ mod exit_cell;
 mod exit_code;
 mod facts;
 mod grant_paths;
+mod guest_output;
+mod http_egress;
+mod http_server;
 mod instance;
 mod launch;
 mod pid_fd;

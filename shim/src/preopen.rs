@@ -75,8 +75,17 @@ pub fn open_all(preopens: &[Preopen]) -> Result<Vec<OpenDir>, PreopenRefused> {
 ///
 /// wasmtime-wasi opens a preopen by path; to give it exactly the directory that was checked
 /// (and not whatever a path names a moment later), the process changes into the directory
-/// through its descriptor and preopens `.`, then returns to `/`.
+/// through its descriptor and preopens `.`, then returns to `/`. The working directory is
+/// the process's, so this is done under one lock: an HTTP service makes contexts for
+/// concurrent requests.
 pub fn add_to(b: &mut WasiCtxBuilder, dirs: &[OpenDir]) -> Result<()> {
+    static CWD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let _cwd = CWD
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the working-directory lock is poisoned"))?;
     for d in dirs {
         let perms = match d.access {
             Access::Ro => FsPerms::ReadOnly,

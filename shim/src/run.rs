@@ -11,20 +11,25 @@ use std::time::{Duration, Instant};
 use warden_policy::Limits;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module, ResourceLimiter, Store, Trap, UpdateDeadline, WasmBacktrace};
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::I32Exit;
+#[cfg(test)]
+use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::runner::{P1Command, P2Command, RunEnv, RunError, Runner};
+use crate::runner::{HttpProxy, P1Command, P2Command, RunEnv, RunError, Runner, ServiceEnv, Wagi};
+use crate::wasi_ctx::WasiMaker;
 pub use crate::watchdog::OnForcedStop;
 use crate::watchdog::{self, ForcedStop, Watch};
 use crate::{dns, exit_code};
 
 /// Which limit stopped a guest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LimitKind {
     Memory,
     Deadline,
     CpuTime,
     Fuel,
+    /// One request of an HTTP service ran past `limits.request_deadline`.
+    RequestDeadline,
 }
 
 impl LimitKind {
@@ -34,6 +39,7 @@ impl LimitKind {
             LimitKind::Deadline => "limits.deadline",
             LimitKind::CpuTime => "limits.cpu_time",
             LimitKind::Fuel => "limits.fuel",
+            LimitKind::RequestDeadline => "limits.request_deadline",
         }
     }
 }
@@ -53,7 +59,9 @@ impl Outcome {
             Outcome::Exited(c) => *c,
             Outcome::Trap(_) => exit_code::TRAP,
             Outcome::Limit(LimitKind::Memory, _) => exit_code::MEMORY_LIMIT,
-            Outcome::Limit(LimitKind::Deadline, _) => exit_code::DEADLINE,
+            Outcome::Limit(LimitKind::Deadline | LimitKind::RequestDeadline, _) => {
+                exit_code::DEADLINE
+            }
             Outcome::Limit(LimitKind::CpuTime, _) => exit_code::CPU_TIME,
             Outcome::Limit(LimitKind::Fuel, _) => exit_code::FUEL,
             Outcome::SetupFailed(_) => exit_code::SETUP_FAILED,
@@ -77,12 +85,57 @@ pub enum Program {
     Component(Component),
 }
 
+/// How the container asked a module to be run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Serve {
+    /// As a command (or, for a component, as what it exports).
+    #[default]
+    Command,
+    /// A WASI preview 1 module served over HTTP as CGI (`warden.dev/http=wagi`).
+    Wagi,
+}
+
+/// What a component exports that warden can run.
+pub const CLI_RUN: &str = "wasi:cli/run@0.2";
+/// See [`CLI_RUN`].
+pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+
 impl Program {
-    /// The way of running it (see [`crate::runner`]).
-    pub fn into_runner(self) -> Box<dyn Runner> {
-        match self {
-            Program::Module(m) => Box::new(P1Command(m)),
-            Program::Component(c) => Box::new(P2Command(c)),
+    /// The way of running it (see [`crate::runner`]): a module as a command or as WAGI; a
+    /// component by what it exports, `wasi:cli/run` (a command) before
+    /// `wasi:http/incoming-handler` (a proxy served over HTTP).
+    pub fn into_runner(self, engine: &Engine, serve: Serve) -> Result<Box<dyn Runner>, String> {
+        match (self, serve) {
+            (Program::Module(m), Serve::Command) => Ok(Box::new(P1Command(m))),
+            (Program::Module(m), Serve::Wagi) => Ok(Box::new(Wagi(m))),
+            (Program::Component(c), Serve::Command) => {
+                let exports: Vec<String> = c
+                    .component_type()
+                    .exports(engine)
+                    .map(|(name, _)| name.to_owned())
+                    .collect();
+                let has = |prefix: &str| exports.iter().any(|e| e.starts_with(prefix));
+                if has(CLI_RUN) {
+                    Ok(Box::new(P2Command(c)))
+                } else if has(HTTP_HANDLER) {
+                    Ok(Box::new(HttpProxy(c)))
+                } else {
+                    Err(format!(
+                        "the component exports neither {CLI_RUN}.x (a command) nor \
+                         {HTTP_HANDLER}.x (an HTTP proxy); it exports: {}",
+                        if exports.is_empty() {
+                            "nothing".to_owned()
+                        } else {
+                            exports.join(", ")
+                        }
+                    ))
+                }
+            }
+            (Program::Component(_), Serve::Wagi) => Err(
+                "WAGI (warden.dev/http=wagi) serves WASI preview 1 modules; this is a \
+                 component (a wasi:http component is served without the annotation)"
+                    .into(),
+            ),
         }
     }
 }
@@ -92,7 +145,7 @@ impl Program {
 pub struct LimitHit(Arc<Mutex<Option<(LimitKind, String)>>>);
 
 impl LimitHit {
-    fn set(&self, kind: LimitKind, msg: String) {
+    pub fn set(&self, kind: LimitKind, msg: String) {
         if let Ok(mut g) = self.0.lock()
             && g.is_none()
         {
@@ -100,7 +153,7 @@ impl LimitHit {
         }
     }
 
-    fn get(&self) -> Option<(LimitKind, String)> {
+    pub fn get(&self) -> Option<(LimitKind, String)> {
         self.0.lock().ok().and_then(|g| g.clone())
     }
 }
@@ -150,7 +203,7 @@ pub struct MemoryLimiter {
 }
 
 impl MemoryLimiter {
-    fn new(limit: Option<u64>, hit: LimitHit) -> Self {
+    pub fn new(limit: Option<u64>, hit: LimitHit) -> Self {
         MemoryLimiter {
             limit,
             memory_bytes: 0,
@@ -248,7 +301,25 @@ pub fn run(
     dns: dns::NameLookup,
     limits: &Limits,
 ) -> Outcome {
-    run_inner(engine, program, wasi, dns, limits, None)
+    let service = ServiceEnv::quiet(([127, 0, 0, 1], 0).into());
+    let guest = Guest {
+        program,
+        serve: Serve::Command,
+        wasi: std::sync::Arc::new(WasiMaker::once(wasi)),
+        dns,
+        service: &service,
+    };
+    run_inner(engine, guest, limits, None)
+}
+
+/// What to run and with what: the program, how it is served, its WASI contexts and name
+/// lookup, and what serving HTTP needs.
+pub struct Guest<'a> {
+    pub program: Program,
+    pub serve: Serve,
+    pub wasi: std::sync::Arc<WasiMaker>,
+    pub dns: dns::NameLookup,
+    pub service: &'a ServiceEnv,
 }
 
 /// Like [`run`], for the process that exists only to run this guest (the container's runner):
@@ -263,9 +334,7 @@ pub fn run(
 /// kernel backstop (see [`watchdog::install_cpu_rlimit`]); this changes process-wide state.
 pub fn run_with(
     engine: &Engine,
-    program: Program,
-    wasi: WasiCtxBuilder,
-    dns: dns::NameLookup,
+    guest: Guest<'_>,
     limits: &Limits,
     on_forced_stop: OnForcedStop,
 ) -> Outcome {
@@ -273,32 +342,34 @@ pub fn run_with(
         watchdog::install_cpu_rlimit(cpu);
     }
     let forced = ForcedStop::exit_process(on_forced_stop);
-    run_inner(engine, program, wasi, dns, limits, Some(forced))
+    run_inner(engine, guest, limits, Some(forced))
 }
 
 fn run_inner(
     engine: &Engine,
-    program: Program,
-    wasi: WasiCtxBuilder,
-    dns: dns::NameLookup,
+    guest: Guest<'_>,
     limits: &Limits,
     forced: Option<ForcedStop>,
 ) -> Outcome {
+    let runner = match guest.program.into_runner(engine, guest.serve) {
+        Ok(r) => r,
+        Err(e) => return Outcome::SetupFailed(e),
+    };
     let hit = LimitHit::default();
     let limiter = MemoryLimiter::new(limits.memory, hit.clone());
     let started = Instant::now();
     let watch = start_watch(engine, limits, &hit, started, forced);
     let env = RunEnv {
         engine,
-        dns,
+        dns: guest.dns,
         limiter,
         limits,
         hit: &hit,
         started,
+        service: guest.service,
     };
-    let runner = program.into_runner();
     let what = runner.describe();
-    let result = runner.run(wasi, env);
+    let result = runner.run(guest.wasi, env);
     if let Some(watch) = &watch
         && !watch.finish()
     {
@@ -565,7 +636,7 @@ mod tests {
     }
 
     #[test]
-    fn a_component_importing_what_warden_does_not_provide_does_not_start() {
+    fn a_component_that_is_neither_a_command_nor_a_proxy_does_not_start() {
         let engine = new_engine().unwrap();
         let bytes =
             wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#)
@@ -581,7 +652,10 @@ mod tests {
         let Outcome::SetupFailed(msg) = &o else {
             panic!("{o:?}")
         };
-        assert!(msg.contains("import only what warden provides"), "{msg}");
+        assert!(
+            msg.contains("exports neither wasi:cli/run@0.2.x (a command) nor wasi:http"),
+            "{msg}"
+        );
         assert_eq!(o.exit_code(), exit_code::SETUP_FAILED);
     }
 
@@ -896,11 +970,17 @@ mod tests {
         };
         let engine = crate::engine::engine_for(crate::engine::Flavor::for_limits(&limits)).unwrap();
         let module = Module::new(&engine, wat::parse_str(&wat).unwrap()).unwrap();
+        let service = ServiceEnv::quiet(([127, 0, 0, 1], 0).into());
+        let guest = Guest {
+            program: Program::Module(module),
+            serve: Serve::Command,
+            wasi: std::sync::Arc::new(WasiMaker::once(WasiCtxBuilder::new())),
+            dns: dns::NameLookup::disabled(),
+            service: &service,
+        };
         let o = run_with(
             &engine,
-            Program::Module(module),
-            WasiCtxBuilder::new(),
-            dns::NameLookup::disabled(),
+            guest,
             &limits,
             Box::new(|o: &Outcome| {
                 eprintln!("{MARKER} {} {:?}", o.exit_code(), o.message());

@@ -20,10 +20,41 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 /// socket use the policy refused.
 pub type DenyHook = Arc<dyn Fn(&'static str, String) + Send + Sync>;
 
-/// What a guest gets to reach the host: the WASI context and the name lookup.
+/// What a guest gets to reach the host: its WASI contexts and the name lookup.
 pub struct GuestWasi {
-    pub ctx: WasiCtxBuilder,
+    pub ctx: WasiMaker,
     pub dns: dns::NameLookup,
+}
+
+type Make = dyn Fn() -> Result<WasiCtxBuilder> + Send + Sync;
+
+/// Makes the WASI context of a guest instance from the grants, as often as needed: once for
+/// a command, once per request for an HTTP service (each instance gets its own context,
+/// with its own descriptors for the granted directories).
+pub struct WasiMaker(Box<Make>);
+
+impl WasiMaker {
+    pub fn new(make: impl Fn() -> Result<WasiCtxBuilder> + Send + Sync + 'static) -> Self {
+        WasiMaker(Box::new(make))
+    }
+
+    /// A maker that hands out `builder` once (tests); a second call is an error.
+    #[cfg(test)]
+    pub fn once(builder: WasiCtxBuilder) -> Self {
+        let cell = std::sync::Mutex::new(Some(builder));
+        WasiMaker::new(move || {
+            cell.lock()
+                .ok()
+                .and_then(|mut b| b.take())
+                .ok_or_else(|| anyhow::anyhow!("this guest's WASI context was already used"))
+        })
+    }
+
+    /// A new context with the grants, stdio inherited from the container (a runner may
+    /// replace stdin, stdout and stderr before building it).
+    pub fn make(&self) -> Result<WasiCtxBuilder> {
+        (self.0)()
+    }
 }
 
 /// The one place that turns grants into what a guest may reach.
@@ -42,16 +73,30 @@ pub struct GuestWasi {
 /// directories (`mounts`, as `dirs` opened by descriptor), socket addresses (`network`), name
 /// lookup (`network.dns`, with `resolver`, never the image's files). No working directory,
 /// no host environment, nothing else of the host.
+///
+/// The granted directories `dirs` stay open in the maker for as long as it lives: each
+/// context made gets its own descriptors for them.
 pub fn for_grants(
     grants: &Grants,
     args: &[String],
-    dirs: &[preopen::OpenDir],
+    dirs: Vec<preopen::OpenDir>,
     resolver: &dns::ResolverConfig,
     on_deny: DenyHook,
 ) -> Result<GuestWasi> {
     let dns = dns::NameLookup::new(resolver.clone(), &grants.network, on_deny.clone());
-    let mut ctx = builder(grants, args, on_deny)?;
-    preopen::add_to(&mut ctx, dirs)?;
+    let (grants, args) = (grants.clone(), args.to_vec());
+    // Checked once here, so that a grant that cannot be built fails the run at its start.
+    let mut first = builder(&grants, &args, on_deny.clone())?;
+    preopen::add_to(&mut first, &dirs)?;
+    let first = std::sync::Mutex::new(Some(first));
+    let ctx = WasiMaker::new(move || {
+        if let Some(b) = first.lock().ok().and_then(|mut f| f.take()) {
+            return Ok(b);
+        }
+        let mut b = builder(&grants, &args, on_deny.clone())?;
+        preopen::add_to(&mut b, &dirs)?;
+        Ok(b)
+    });
     Ok(GuestWasi { ctx, dns })
 }
 

@@ -7,21 +7,63 @@
 //! handled around it in [`crate::run`], the same for every runner. A new way of running (an
 //! HTTP proxy, WAGI, WASI 0.3) is a new implementation here, not a branch elsewhere.
 
+mod http_proxy;
 mod p1_command;
 mod p2_command;
+mod request;
+mod service;
+mod wagi;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use warden_policy::Limits;
+use warden_policy::{HttpGrant, Limits};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use http_proxy::HttpProxy;
 pub use p1_command::P1Command;
 pub use p2_command::P2Command;
+pub use wagi::Wagi;
 
 use crate::dns;
-use crate::run::{LimitHit, MemoryLimiter, arm_limits};
+use crate::run::{LimitHit, LimitKind, MemoryLimiter, arm_limits};
+use crate::wasi_ctx::{DenyHook, WasiMaker};
+
+/// Called when a limit stopped one request of an HTTP service (the service goes on).
+pub type LimitHook = Arc<dyn Fn(LimitKind, String) + Send + Sync>;
+
+/// What serving HTTP needs besides the guest: where to listen, and how the host side
+/// decided the rest.
+#[derive(Clone)]
+pub struct ServiceEnv {
+    /// The address to listen on (`WARDEN_HTTP_ADDR`, default `0.0.0.0:8080`).
+    pub addr: SocketAddr,
+    /// Outgoing origins and WAGI.
+    pub http: HttpGrant,
+    /// The resolver configuration the host side read (for outgoing requests to names).
+    pub resolver: dns::ResolverConfig,
+    /// Where refused outgoing requests are reported (rule `http.outbound`).
+    pub on_deny: DenyHook,
+    /// Where limits that stopped a request are reported.
+    pub on_limit: LimitHook,
+}
+
+impl ServiceEnv {
+    /// An environment that serves on `addr` with nothing granted and reports nowhere.
+    #[cfg(test)]
+    pub fn quiet(addr: SocketAddr) -> Self {
+        ServiceEnv {
+            addr,
+            http: HttpGrant::default(),
+            resolver: dns::ResolverConfig::default(),
+            on_deny: Arc::new(|_, _| {}),
+            on_limit: Arc::new(|_, _| {}),
+        }
+    }
+}
 
 /// Why a run ended without an exit code from the guest.
 pub enum RunError {
@@ -40,6 +82,8 @@ pub struct RunEnv<'a> {
     pub limits: &'a Limits,
     pub hit: &'a LimitHit,
     pub started: Instant,
+    /// For runners that serve HTTP.
+    pub service: &'a ServiceEnv,
 }
 
 impl RunEnv<'_> {
@@ -51,6 +95,7 @@ impl RunEnv<'_> {
             table: ResourceTable::new(),
             limiter: self.limiter,
             dns: self.dns,
+            extra: (),
         };
         let mut store = Store::new(self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -63,22 +108,31 @@ impl RunEnv<'_> {
 pub trait Runner {
     /// What the guest is, for messages: "WASI preview 1 command".
     fn describe(&self) -> &'static str;
-    /// Runs the guest with the WASI context `wasi` (built from the grants) to its end; `Ok`
-    /// carries the guest's own exit code.
-    fn run(self: Box<Self>, wasi: WasiCtxBuilder, env: RunEnv<'_>) -> Result<i32, RunError>;
+    /// Runs the guest with WASI contexts from `wasi` (built from the grants) to its end;
+    /// `Ok` carries the guest's own exit code (0 for a service that shut down cleanly).
+    fn run(self: Box<Self>, wasi: Arc<WasiMaker>, env: RunEnv<'_>) -> Result<i32, RunError>;
 }
 
 /// The one store state every runner uses: the WASI context of its kind (`W`), the resource
-/// table components keep their handles in, the limiter, and the name lookup.
-pub struct GuestState<W> {
+/// table components keep their handles in, the limiter, the name lookup, and what else a
+/// kind of runner needs (`X`: the `wasi:http` context of a proxy component).
+pub struct GuestState<W, X = ()> {
     pub wasi: W,
     pub table: ResourceTable,
     pub limiter: MemoryLimiter,
     /// Name lookup for `wasi:sockets/ip-name-lookup` (see [`dns`]).
     pub dns: dns::NameLookup,
+    pub extra: X,
 }
 
-impl WasiView for GuestState<WasiCtx> {
+/// A WASI context for `maker`'s next instance, or the setup error.
+fn make_wasi(maker: &WasiMaker) -> Result<wasmtime_wasi::WasiCtxBuilder, RunError> {
+    maker
+        .make()
+        .map_err(|e| RunError::Setup(wasmtime::Error::msg(format!("{e:#}"))))
+}
+
+impl<X: Send> WasiView for GuestState<WasiCtx, X> {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -87,7 +141,7 @@ impl WasiView for GuestState<WasiCtx> {
     }
 }
 
-impl dns::DnsView for GuestState<WasiCtx> {
+impl<X: Send> dns::DnsView for GuestState<WasiCtx, X> {
     fn dns(&mut self) -> dns::DnsCtxView<'_> {
         dns::DnsCtxView {
             lookup: &self.dns,

@@ -1,9 +1,11 @@
 //! A WASI preview 1 command: a core module exporting `_start`.
 
 use wasmtime::{Linker, Module};
-use wasmtime_wasi::WasiCtxBuilder;
 
-use super::{GuestState, RunEnv, RunError, Runner};
+use super::{GuestState, RunEnv, RunError, Runner, make_wasi};
+use std::sync::Arc;
+
+use crate::wasi_ctx::WasiMaker;
 
 pub struct P1Command(pub Module);
 
@@ -12,7 +14,8 @@ impl Runner for P1Command {
         "WASI preview 1 command"
     }
 
-    fn run(self: Box<Self>, mut wasi: WasiCtxBuilder, env: RunEnv<'_>) -> Result<i32, RunError> {
+    fn run(self: Box<Self>, wasi: Arc<WasiMaker>, env: RunEnv<'_>) -> Result<i32, RunError> {
+        let mut wasi = make_wasi(&wasi)?;
         let mut linker: Linker<GuestState<wasmtime_wasi::p1::WasiP1Ctx>> = Linker::new(env.engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi)
             .map_err(RunError::Setup)?;

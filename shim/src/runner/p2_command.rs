@@ -1,10 +1,13 @@
 //! A WASI preview 2 command: a component exporting `wasi:cli/run`.
 
 use wasmtime::component::{Component, Linker};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi::WasiCtx;
 
-use super::{GuestState, RunEnv, RunError, Runner};
+use super::{GuestState, RunEnv, RunError, Runner, make_wasi};
 use crate::dns;
+use std::sync::Arc;
+
+use crate::wasi_ctx::WasiMaker;
 
 pub struct P2Command(pub Component);
 
@@ -13,7 +16,8 @@ impl Runner for P2Command {
         "WASI preview 2 command"
     }
 
-    fn run(self: Box<Self>, mut wasi: WasiCtxBuilder, env: RunEnv<'_>) -> Result<i32, RunError> {
+    fn run(self: Box<Self>, wasi: Arc<WasiMaker>, env: RunEnv<'_>) -> Result<i32, RunError> {
+        let mut wasi = make_wasi(&wasi)?;
         let mut linker: Linker<GuestState<WasiCtx>> = Linker::new(env.engine);
         // `wasi:cli/exit.exit` carries only ok/err (status 0 or 1); components that call
         // `exit-with-code` (WASI 0.2.12) get their exact status through as `I32Exit`.

@@ -1,0 +1,245 @@
+//! The HTTP/1.1 server of a service container: accepts connections, hands each request to a
+//! [`Handler`] (a proxy component or a WAGI module), writes one access line per request, and
+//! shuts down on SIGTERM.
+//!
+//! **Access lines** go to the container's stderr, one per request, when the response head
+//! is ready:
+//!
+//! ```text
+//! warden-http access method=GET path="/hello?x=1" status=200 ms=0.84
+//! ```
+//!
+//! The path is escaped (no control characters reach a terminal or the log) and quoted.
+//!
+//! **Shutdown.** The first SIGTERM (what `ctr task kill` and the kubelet send) or SIGINT
+//! stops accepting, lets every open connection finish the request it is serving (keep-alive
+//! connections close after it), waits for them up to the drain bound (the request deadline:
+//! no request may legitimately take longer), and then the service exits 0. A second SIGTERM
+//! or SIGINT ends the process at once with status 143.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+use warden_audit::escape_for_terminal;
+use wasmtime_wasi_http::io::TokioIo;
+
+/// The response body every handler answers with (wasmtime-wasi-http's outgoing body).
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// The exit status after a second SIGTERM cut the drain short (128 + SIGTERM).
+pub const INTERRUPTED_EXIT: i32 = 143;
+
+/// Answers requests.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        self: Arc<Self>,
+        request: hyper::Request<Incoming>,
+    ) -> Pin<Box<dyn Future<Output = hyper::Response<Body>> + Send>>;
+}
+
+/// A response with a short text body (errors the server or a runner produces itself).
+pub fn text_response(status: http::StatusCode, text: impl Into<String>) -> hyper::Response<Body> {
+    let mut text = text.into();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let body = http_body_util::Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Binds the service's address. The container is ready once this returned.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// How serving ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServeEnd {
+    /// SIGTERM, and every connection finished within the drain bound.
+    Drained,
+    /// SIGTERM, and this many connections were still open at the drain bound.
+    DrainTimedOut(usize),
+    /// A second SIGTERM during the drain.
+    Interrupted,
+}
+
+impl ServeEnd {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ServeEnd::Drained | ServeEnd::DrainTimedOut(_) => 0,
+            ServeEnd::Interrupted => INTERRUPTED_EXIT,
+        }
+    }
+}
+
+/// Serves `listener` with `handler` until SIGTERM; see the module comment.
+pub async fn serve(
+    listener: TcpListener,
+    handler: Arc<dyn Handler>,
+    drain: Duration,
+) -> Result<ServeEnd, String> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = JoinSet::new();
+    let local = listener.local_addr().ok();
+    eprintln!(
+        "warden-http: listening on {}",
+        local.map_or_else(|| "?".into(), |a| a.to_string())
+    );
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            // Finished connections are reaped as they end, so the set holds open ones only.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let handler = handler.clone();
+                    let stop = stop_rx.clone();
+                    connections.spawn(serve_connection(stream, handler, stop));
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    log::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let open = connections.len();
+    eprintln!(
+        "warden-http: SIGTERM: no longer accepting; draining {open} open connection(s) for up \
+         to {}s",
+        drain.as_secs()
+    );
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::Instant::now() + drain;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(ServeEnd::Interrupted),
+            _ = int.recv() => return Ok(ServeEnd::Interrupted),
+            _ = tokio::time::sleep_until(deadline) => {
+                let left = connections.len();
+                connections.abort_all();
+                eprintln!("warden-http: drain bound reached with {left} connection(s) open");
+                return Ok(ServeEnd::DrainTimedOut(left));
+            }
+            next = connections.join_next() => if next.is_none() {
+                eprintln!("warden-http: drained; exiting");
+                return Ok(ServeEnd::Drained);
+            },
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    handler: Arc<dyn Handler>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let service = service_fn(move |request: hyper::Request<Incoming>| {
+        let handler = handler.clone();
+        async move {
+            let started = Instant::now();
+            let method = request.method().clone();
+            let path = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| "/".into());
+            let response = handler.handle(request).await;
+            access_line(&method, &path, response.status(), started.elapsed());
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                log::debug!("connection: {e}");
+            }
+            return;
+        }
+        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    }
+    if let Err(e) = conn.await {
+        log::debug!("connection: {e}");
+    }
+}
+
+fn access_line(method: &http::Method, path: &str, status: http::StatusCode, took: Duration) {
+    eprintln!("{}", format_access(method, path, status, took));
+}
+
+/// One access line (see the module comment).
+pub fn format_access(
+    method: &http::Method,
+    path: &str,
+    status: http::StatusCode,
+    took: Duration,
+) -> String {
+    let path = escape_for_terminal(path).replace('"', "%22");
+    format!(
+        "warden-http access method={} path=\"{path}\" status={} ms={:.2}",
+        escape_for_terminal(method.as_str()),
+        status.as_u16(),
+        took.as_secs_f64() * 1000.0
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_lines_are_one_greppable_line() {
+        let line = format_access(
+            &http::Method::POST,
+            "/echo?a=\"b\"\n\u{1b}[31m",
+            http::StatusCode::CREATED,
+            Duration::from_micros(1500),
+        );
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(!line.contains('\u{1b}'), "{line}");
+        assert!(line.starts_with("warden-http access method=POST path=\"/echo?a=%22b%22"));
+        assert!(line.ends_with("status=201 ms=1.50"), "{line}");
+    }
+
+    #[test]
+    fn a_drained_service_exits_zero() {
+        assert_eq!(ServeEnd::Drained.exit_code(), 0);
+        assert_eq!(ServeEnd::DrainTimedOut(2).exit_code(), 0);
+        assert_eq!(ServeEnd::Interrupted.exit_code(), INTERRUPTED_EXIT);
+    }
+}

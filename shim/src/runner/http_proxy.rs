@@ -1,0 +1,232 @@
+//! A `wasi:http` proxy component: a component exporting `wasi:http/incoming-handler`,
+//! served over HTTP/1.1.
+//!
+//! The component is linked and pre-instantiated once; each request gets a fresh store (its
+//! own WASI context from the grants, memory budget, fuel and deadline, see
+//! [`super::request`]) and instance. The guest's stdout and stderr go to the container's,
+//! whole lines at a time ([`crate::guest_output`]); its outgoing requests go through
+//! [`crate::http_egress`]. Serving needs no grant; what the handler reaches out to does.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use warden_policy::Limits;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::request::{Failure, LimitRecords, arm, request_deadline};
+use super::service::{Service, serve_with};
+use super::{GuestState, RunEnv, RunError, Runner};
+use crate::dns;
+use crate::guest_output::{LineOutput, Target};
+use crate::http_egress::{Egress, EgressHooks};
+use crate::http_server::{Body, Handler, text_response};
+use crate::run::{LimitHit, MemoryLimiter};
+use crate::wasi_ctx::WasiMaker;
+
+pub struct HttpProxy(pub Component);
+
+/// What a proxy component's store holds besides WASI: the `wasi:http` context and hooks.
+pub struct HttpExtra {
+    http: WasiHttpCtx,
+    hooks: EgressHooks,
+}
+
+type ProxyState = GuestState<WasiCtx, HttpExtra>;
+
+impl WasiHttpView for ProxyState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.extra.http,
+            table: &mut self.table,
+            hooks: &mut self.extra.hooks,
+        }
+    }
+}
+
+impl Runner for HttpProxy {
+    fn describe(&self) -> &'static str {
+        "wasi:http proxy component"
+    }
+
+    fn run(self: Box<Self>, wasi: Arc<WasiMaker>, env: RunEnv<'_>) -> Result<i32, RunError> {
+        let engine = env.engine.clone();
+        let component = self.0;
+        serve_with(env, move |service: Service| {
+            let mut linker: Linker<ProxyState> = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RunError::Setup)?;
+            dns::add_to_linker(&mut linker).map_err(RunError::Setup)?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                .map_err(RunError::Setup)?;
+            let pre = linker
+                .instantiate_pre(&component)
+                .and_then(ProxyPre::new)
+                .map_err(|e| {
+                    RunError::Setup(e.context(
+                        "preparing the component: a wasi:http proxy must export \
+                         wasi:http/incoming-handler and import only what warden provides \
+                         (wasi:http, wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, \
+                         wasi:random, wasi:sockets)",
+                    ))
+                })?;
+            let egress = Egress::new(
+                service.env.http.clone(),
+                service.env.resolver.clone(),
+                service.env.on_deny.clone(),
+            );
+            Ok(Arc::new(ProxyHandler {
+                engine,
+                pre,
+                wasi,
+                dns: service.dns,
+                limits: service.limits,
+                egress,
+                records: service.records,
+            }) as Arc<dyn Handler>)
+        })
+    }
+}
+
+struct ProxyHandler {
+    engine: Engine,
+    pre: ProxyPre<ProxyState>,
+    wasi: Arc<WasiMaker>,
+    dns: dns::NameLookup,
+    limits: Limits,
+    egress: Arc<Egress>,
+    records: Arc<LimitRecords>,
+}
+
+impl Handler for ProxyHandler {
+    fn handle(
+        self: Arc<Self>,
+        request: hyper::Request<Incoming>,
+    ) -> Pin<Box<dyn Future<Output = hyper::Response<Body>> + Send>> {
+        Box::pin(async move { self.answer(request).await })
+    }
+}
+
+impl ProxyHandler {
+    async fn answer(self: Arc<Self>, request: hyper::Request<Incoming>) -> hyper::Response<Body> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + request_deadline(&self.limits));
+        let hit = LimitHit::default();
+        let mut store = match self.store(&hit, started) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("warden-http: cannot set up the request: {e:#}");
+                return text_response(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let prepared = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|req| {
+                let out = store.data_mut().http().new_response_outparam(tx)?;
+                Ok((req, out))
+            });
+        let (req, out) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("warden-http: cannot pass the request to the guest: {e:#}");
+                return text_response(http::StatusCode::BAD_REQUEST, "bad request");
+            }
+        };
+        // The guest runs in a task of its own, bounded by the deadline as a whole: it may go
+        // on streaming the body after the response head was sent.
+        let this = self.clone();
+        let task_hit = hit.clone();
+        let task = tokio::spawn(async move {
+            let run = async {
+                let proxy = this.pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            let failure = match tokio::time::timeout_at(deadline, run).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(Failure::of(&e, &task_hit)),
+                Err(_) => Some(Failure::Limit(
+                    crate::run::LimitKind::RequestDeadline,
+                    format!(
+                        "the request ran past its deadline of {}ms",
+                        request_deadline(&this.limits).as_millis()
+                    ),
+                )),
+            };
+            drop(store);
+            if let Some(Failure::Limit(kind, msg)) = &failure {
+                this.records.hit(*kind, msg);
+            }
+            if let Some(f) = &failure {
+                eprintln!("warden-http: request: {}", f.describe());
+            }
+            failure
+        });
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(code))) => {
+                eprintln!("warden-http: the handler answered with an error: {code:?}");
+                text_response(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+            // The guest dropped the response without setting it: it ended, one way or
+            // another; the task says how.
+            Ok(Err(_)) => {
+                let failure = match task.await {
+                    Ok(Some(f)) => f,
+                    Ok(None) => Failure::NoResponse,
+                    Err(e) => Failure::Trap(format!("the request task failed: {e}")),
+                };
+                failure_response(&failure)
+            }
+            Err(_) => failure_response(&Failure::Limit(
+                crate::run::LimitKind::RequestDeadline,
+                String::new(),
+            )),
+        }
+    }
+
+    fn store(&self, hit: &LimitHit, started: Instant) -> anyhow::Result<Store<ProxyState>> {
+        let mut wasi = self.wasi.make()?;
+        wasi.stdin(tokio::io::empty())
+            .stdout(LineOutput::new(Target::Stdout))
+            .stderr(LineOutput::new(Target::Stderr));
+        let state = GuestState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(self.limits.memory, hit.clone()),
+            dns: self.dns.clone(),
+            extra: HttpExtra {
+                http: WasiHttpCtx::new(),
+                hooks: EgressHooks(self.egress.clone()),
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        arm(&mut store, &self.limits, hit, started);
+        Ok(store)
+    }
+}
+
+/// The response for a request whose guest failed.
+pub fn failure_response(failure: &Failure) -> hyper::Response<Body> {
+    let status = failure.status();
+    let text = match failure {
+        super::request::Failure::Limit(kind, _) => format!("stopped by {}", kind.rule()),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase(),
+    };
+    text_response(status, text)
+}
