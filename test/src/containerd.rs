@@ -703,6 +703,35 @@ done
         }
     }
 
+    /// Starts `ctr run` for `image` as container `id` in the background (a service): the
+    /// container runs until it exits or is killed ([`Containerd::kill_task`]); what it prints
+    /// is collected, and [`Running::wait`] returns it with the exit code.
+    pub fn spawn_run(&self, image: &str, id: &str, opts: RunOpts) -> Running {
+        let args = self.run_args(image, id, &opts);
+        let mut command = self.ctr_command(&args);
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `ctr run`: {e}"));
+        let stdout = util::reader(child.stdout.take());
+        let stderr = util::reader(child.stderr.take());
+        Running {
+            id: id.to_owned(),
+            child: Some(child),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            started: Instant::now(),
+        }
+    }
+
+    /// Sends `signal` (`SIGTERM`, `SIGKILL`) to container `id`'s task, as `ctr task kill`
+    /// does; panics when ctr fails.
+    pub fn kill_task(&self, id: &str, signal: &str) {
+        self.ctr_ok(["tasks", "kill", "--signal", signal, id]);
+    }
+
     /// Kills container `id`'s task (SIGKILL), deletes the task and the container. Best
     /// effort: errors (e.g. no such task) are ignored.
     pub fn remove_container(&self, id: &str) {
@@ -1094,5 +1123,72 @@ level = "debug"
         );
         assert_eq!(containerd.unique_id("t"), "t-x-0");
         assert_eq!(containerd.unique_id("t"), "t-x-1");
+    }
+}
+
+/// A `ctr run` in the background ([`Containerd::spawn_run`]).
+#[derive(Debug)]
+pub struct Running {
+    /// The container's id.
+    pub id: String,
+    child: Option<Child>,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+    started: Instant,
+}
+
+impl Running {
+    /// Whether `ctr run` has ended (the container exited or could not start).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// Waits up to `timeout` for `ctr run` to end and returns what the container did; on
+    /// timeout kills `ctr` and returns `Err` with what was printed.
+    pub fn wait(mut self, timeout: Duration) -> Result<RunResult, String> {
+        let mut child = self.child.take().expect("waited once");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        let text = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            h.and_then(|h| h.join().ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        let (stdout, stderr) = (text(self.stdout.take()), text(self.stderr.take()));
+        match status {
+            Some(status) => Ok(RunResult {
+                code: status.code(),
+                stdout,
+                stderr,
+                duration: self.started.elapsed(),
+            }),
+            None => Err(format!(
+                "`ctr run` of {} did not end within {timeout:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+                self.id
+            )),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

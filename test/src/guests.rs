@@ -5,6 +5,8 @@
 //! `<workspace target>/guests`:
 //! - package `warden-guests` for `wasm32-wasip1` (core modules) and `wasm32-wasip2`
 //!   (components), one program per `src/bin/*.rs` (names in [`GUEST_NAMES`]);
+//! - package `http-service` for `wasm32-wasip2`: a `wasi:http` proxy component (its routes
+//!   are listed in `test/guests/http-service/src/lib.rs`);
 //! - package `native-hello` for `x86_64-unknown-linux-musl`, a static native baseline that
 //!   prints `hello from native`.
 //!
@@ -51,6 +53,7 @@ pub const GUEST_NAMES: &[&str] = &[
     "memory",
     "spin",
     "sleep",
+    "wagi",
 ];
 
 /// The programs that use sockets: on wasip1 they print `denied: no sockets in wasip1` and
@@ -177,6 +180,14 @@ impl Guests {
             .join("native-hello")
     }
 
+    /// Path of the `wasi:http` proxy component (`test/guests/http-service`).
+    pub fn http_service(&self) -> PathBuf {
+        self.target_dir
+            .join(Wasi::P2.target())
+            .join("release")
+            .join("http_service.wasm")
+    }
+
     /// The target directory the guests were built in (`<workspace target>/guests`).
     pub fn target_dir(&self) -> &Path {
         &self.target_dir
@@ -205,6 +216,10 @@ pub fn build_guests() -> &'static Guests {
                 "--target",
                 Wasi::P2.target(),
             ],
+        );
+        cargo_build(
+            &target_dir,
+            &["-p", "http-service", "--target", Wasi::P2.target()],
         );
         cargo_build(
             &target_dir,

@@ -11,6 +11,7 @@
 
 pub mod containerd;
 pub mod guests;
+pub mod http;
 pub mod image;
 pub mod shim;
 mod util;

@@ -99,7 +99,7 @@ pub(crate) fn output_with_timeout(
     }
 }
 
-fn reader<R: Read + Send + 'static>(source: Option<R>) -> thread::JoinHandle<Vec<u8>> {
+pub(crate) fn reader<R: Read + Send + 'static>(source: Option<R>) -> thread::JoinHandle<Vec<u8>> {
     thread::spawn(move || {
         let mut bytes = Vec::new();
         if let Some(mut source) = source {
