@@ -472,3 +472,70 @@ fn a_native_workload_in_a_pod_is_refused_under_strict() {
     assert_eq!(sandbox[0]["profile"], "strict");
     assert_eq!(n.audit_of(&pod_id, "start").len(), 1, "{:?}", n.audit());
 }
+
+#[test]
+fn a_pod_serving_http_answers_under_its_annotated_profile() {
+    let mut n = cri_node();
+    let upstream = warden_test::http::Upstream::start();
+    n.set_policy(&format!(
+        "version = 1\n[profiles.web]\nnamespaces = [\"*\"]\n[profiles.web.http]\noutbound = \
+         [\"http://{}\"]\n",
+        upstream.addr
+    ));
+    let image = "localhost/warden-test/http-service:latest";
+    let bytes = std::fs::read(guests::build_guests().http_service()).expect("http-service");
+    n.containerd.import_image(&ImageBuilder::wasm_rootfs(
+        image,
+        "/http-service.wasm",
+        bytes,
+    ));
+    let pod = n
+        .pod("web-0", "default")
+        .annotation("warden.dev/profile", "web");
+    let pod_id = n.run_pod(&pod);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], warden_test::http::free_port()).into();
+    let c = ContainerSpec::new("web", image).env("WARDEN_HTTP_ADDR", &addr.to_string());
+    let (id, started) = n.create_and_start(&pod_id, &pod, c);
+    let id = id.expect("created");
+    started.unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", n.log()));
+    assert!(
+        warden_test::http::wait_listening(addr, Duration::from_secs(30)),
+        "the pod does not listen on {addr}\n{}",
+        n.log()
+    );
+    let r = warden_test::http::get(addr, "/log?msg=hello-from-the-pod").expect("GET");
+    assert_eq!(r.status, 200, "{r:?}");
+    // The profile the pod's annotation chose lets it reach the upstream.
+    let r = warden_test::http::get(
+        addr,
+        &format!("/fetch?url=http://{}/via-pod", upstream.addr),
+    )
+    .expect("fetch");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(upstream.seen().len(), 1);
+
+    // The kubelet stops a container with SIGTERM: the service drains and exits 0.
+    n.cri
+        .stop_container(&id, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("StopContainer: {e}\n{}", n.log()));
+    let status = n
+        .cri
+        .wait_exited(&id, EXIT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", n.log()));
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    let log = n.container_log(&status.log_path);
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" stdout F ") && l.ends_with("hello-from-the-pod")),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains(" stderr F ")
+            && l.contains("warden-http access method=GET path=\"/log?msg=hello-from-the-pod\"")),
+        "{log}"
+    );
+    let created = n.audit_of(&id, "create");
+    assert_eq!(created[0]["profile"], "web", "{created:?}");
+    assert_eq!(n.audit_of(&id, "start").len(), 1);
+    assert_eq!(n.audit_of(&id, "exit").len(), 1);
+}
