@@ -65,6 +65,34 @@ pub fn engine_for(flavor: Flavor) -> Result<Engine> {
     Ok(Engine::new(&config(flavor))?)
 }
 
+/// Guest instances a pooled engine has slots for: an HTTP service's requests in flight.
+pub const POOL_INSTANCES: u32 = crate::http_server::MAX_IN_FLIGHT as u32;
+
+/// The engine for an HTTP service: [`config`] with wasmtime's pooling allocator, which
+/// reuses memory, table and stack slots from request to request instead of mapping new ones
+/// for every instance. Artifacts are the same as [`engine_for`]'s (the allocator is not
+/// part of their compatibility). Slots: [`POOL_INSTANCES`] component instances, each with
+/// up to 8 core instances, 2 memories and 4 tables; memories up to `max_memory` bytes (the
+/// profile's `limits.memory`, else 4 GiB). Reserving them is address space, which a host
+/// with a low `RLIMIT_AS` or strict overcommit can refuse: the caller then falls back to
+/// [`engine_for`].
+pub fn pooled_engine_for(flavor: Flavor, max_memory: Option<u64>) -> Result<Engine> {
+    let n = POOL_INSTANCES;
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n * 8)
+        .total_memories(n * 2)
+        .total_tables(n * 4)
+        .total_stacks(n)
+        .max_memories_per_component(2)
+        .max_tables_per_component(4)
+        .max_core_instances_per_component(8)
+        .max_memory_size(usize::try_from(max_memory.unwrap_or(4 << 30)).unwrap_or(usize::MAX));
+    let mut config = config(flavor);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    Ok(Engine::new(&config)?)
+}
+
 /// A stable hex digest of the engine's compatibility hash and the wasmtime version, so that a
 /// cache entry written by one build is never deserialized by an incompatible one.
 pub fn compat_key(engine: &Engine) -> String {

@@ -97,7 +97,7 @@ fn run_guest(w: &WasmWorkload, reporter: &Arc<Reporter>) -> End {
             w.grants.summary()
         ),
     );
-    let (engine, program) = match load(w) {
+    let (engine, program) = match load(w, reporter) {
         Ok(p) => p,
         Err(e) => return End::Ran(Outcome::SetupFailed(format!("{e:#}"))),
     };
@@ -170,22 +170,51 @@ fn run_guest(w: &WasmWorkload, reporter: &Arc<Reporter>) -> End {
     ))
 }
 
-/// The engine for the grants' flavour and the program deserialized from the artifact.
-fn load(w: &WasmWorkload) -> anyhow::Result<(Engine, Program)> {
+/// The engine for the grants' flavour and the program deserialized from the artifact. An
+/// HTTP service gets the pooled engine where the host allows it (see
+/// [`engine::pooled_engine_for`]); the container's stderr says which.
+fn load(w: &WasmWorkload, reporter: &Reporter) -> anyhow::Result<(Engine, Program)> {
     let engine = engine::engine_for(w.flavor)?;
     let mut bytes = Vec::new();
     let mut file = w.artifact.try_clone()?;
     std::io::Seek::rewind(&mut file)?;
     file.read_to_end(&mut bytes)?;
-    // SAFETY: the artifact was compiled by this shim, on the host side, with the same engine
-    // configuration, and reached this process as a sealed memfd nothing else can write.
-    let program = unsafe {
-        match w.kind {
-            WasmKind::Component => Program::Component(Component::deserialize(&engine, &bytes)?),
-            WasmKind::Module => Program::Module(Module::deserialize(&engine, &bytes)?),
+    let program = deserialize(&engine, w.kind, &bytes)?;
+    if !program.serves_http(w.serve, &engine) {
+        return Ok((engine, program));
+    }
+    let pooled = engine::pooled_engine_for(w.flavor, w.grants.limits.memory)
+        .and_then(|e| deserialize(&e, w.kind, &bytes).map(|p| (e, p)));
+    Ok(match pooled {
+        Ok(pooled) => {
+            eprintln!(
+                "warden-http: instances come from wasmtime's pooling allocator ({} slots)",
+                engine::POOL_INSTANCES
+            );
+            pooled
         }
-    };
-    Ok((engine, program))
+        Err(e) => {
+            let msg = format!(
+                "the pooling allocator is not available here ({e:#}); instances are allocated \
+                 one by one"
+            );
+            eprintln!("warden-http: {msg}");
+            reporter.log(log::Level::Warn, msg);
+            (engine, program)
+        }
+    })
+}
+
+fn deserialize(engine: &Engine, kind: WasmKind, bytes: &[u8]) -> anyhow::Result<Program> {
+    // SAFETY: the artifact was compiled by this shim, on the host side, with the same engine
+    // configuration (the allocation strategy is not part of it), and reached this process as
+    // a sealed memfd nothing else can write.
+    Ok(unsafe {
+        match kind {
+            WasmKind::Component => Program::Component(Component::deserialize(engine, bytes)?),
+            WasmKind::Module => Program::Module(Module::deserialize(engine, bytes)?),
+        }
+    })
 }
 
 /// Reports how the run ended, writes the reason on the container's stderr, and exits.

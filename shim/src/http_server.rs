@@ -11,6 +11,11 @@
 //!
 //! The path is escaped (no control characters reach a terminal or the log) and quoted.
 //!
+//! **Bounds.** At most [`MAX_IN_FLIGHT`] requests are handled at once (each has a guest
+//! instance with its own memory budget); more get 503 at once. A client must send its
+//! request headers within [`HEADER_READ_TIMEOUT`] (a connection that trickles them is
+//! closed), and a request body is read only as fast as the guest reads it.
+//!
 //! **Shutdown.** The first SIGTERM (what `ctr task kill` and the kubelet send) or SIGINT
 //! stops accepting, lets every open connection finish the request it is serving (keep-alive
 //! connections close after it), waits for them up to the drain bound (the request deadline:
@@ -36,6 +41,12 @@ use wasmtime_wasi_http::io::TokioIo;
 
 /// The response body every handler answers with (wasmtime-wasi-http's outgoing body).
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// Requests handled at the same time; more are answered 503 without running the guest.
+pub const MAX_IN_FLIGHT: usize = 1000;
+
+/// How long a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The exit status after a second SIGTERM cut the drain short (128 + SIGTERM).
 pub const INTERRUPTED_EXIT: i32 = 143;
@@ -102,6 +113,7 @@ pub async fn serve(
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut connections = JoinSet::new();
     let local = listener.local_addr().ok();
     eprintln!(
@@ -119,7 +131,8 @@ pub async fn serve(
                     let _ = stream.set_nodelay(true);
                     let handler = handler.clone();
                     let stop = stop_rx.clone();
-                    connections.spawn(serve_connection(stream, handler, stop));
+                    let in_flight = in_flight.clone();
+                    connections.spawn(serve_connection(stream, handler, in_flight, stop));
                 }
                 Err(e) => {
                     // Out of descriptors or memory: back off instead of spinning.
@@ -159,10 +172,12 @@ pub async fn serve(
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     handler: Arc<dyn Handler>,
+    in_flight: Arc<tokio::sync::Semaphore>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let handler = handler.clone();
+        let in_flight = in_flight.clone();
         async move {
             let started = Instant::now();
             let method = request.method().clone();
@@ -171,13 +186,21 @@ async fn serve_connection(
                 .path_and_query()
                 .map(|p| p.as_str().to_owned())
                 .unwrap_or_else(|| "/".into());
-            let response = handler.handle(request).await;
+            let response = match in_flight.try_acquire_owned() {
+                Ok(_permit) => handler.handle(request).await,
+                Err(_) => text_response(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    format!("more than {MAX_IN_FLIGHT} requests in flight"),
+                ),
+            };
             access_line(&method, &path, response.status(), started.elapsed());
             Ok::<_, std::convert::Infallible>(response)
         }
     });
     let conn = http1::Builder::new()
         .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let stopping = *stop.borrow();

@@ -101,6 +101,20 @@ pub const CLI_RUN: &str = "wasi:cli/run@0.2";
 pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
 
 impl Program {
+    /// Whether running it means serving HTTP (WAGI, or a component that is a proxy and not
+    /// a command).
+    pub fn serves_http(&self, serve: Serve, engine: &Engine) -> bool {
+        match (self, serve) {
+            (_, Serve::Wagi) => true,
+            (Program::Module(_), Serve::Command) => false,
+            (Program::Component(c), Serve::Command) => {
+                let names = exports(c, engine);
+                !names.iter().any(|n| n.starts_with(CLI_RUN))
+                    && names.iter().any(|n| n.starts_with(HTTP_HANDLER))
+            }
+        }
+    }
+
     /// The way of running it (see [`crate::runner`]): a module as a command or as WAGI; a
     /// component by what it exports, `wasi:cli/run` (a command) before
     /// `wasi:http/incoming-handler` (a proxy served over HTTP).
@@ -109,11 +123,7 @@ impl Program {
             (Program::Module(m), Serve::Command) => Ok(Box::new(P1Command(m))),
             (Program::Module(m), Serve::Wagi) => Ok(Box::new(Wagi(m))),
             (Program::Component(c), Serve::Command) => {
-                let exports: Vec<String> = c
-                    .component_type()
-                    .exports(engine)
-                    .map(|(name, _)| name.to_owned())
-                    .collect();
+                let exports = exports(&c, engine);
                 let has = |prefix: &str| exports.iter().any(|e| e.starts_with(prefix));
                 if has(CLI_RUN) {
                     Ok(Box::new(P2Command(c)))
@@ -138,6 +148,14 @@ impl Program {
             ),
         }
     }
+}
+
+/// The names a component exports.
+fn exports(c: &Component, engine: &Engine) -> Vec<String> {
+    let ty = c.component_type();
+    ty.exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
 /// Records the first limit that stopped the guest, shared by the limiter and the epoch hook.

@@ -167,6 +167,16 @@ fn a_wasi_http_component_serves_requests_and_keeps_its_logs() {
             out.stdout
         );
     }
+    // Which allocator the instances came from is said once.
+    assert!(
+        out.stderr
+            .contains("warden-http: instances come from wasmtime's pooling allocator")
+            || out
+                .stderr
+                .contains("the pooling allocator is not available here"),
+        "{}",
+        out.stderr
+    );
     // One access line per request.
     let access: Vec<&str> = out
         .stderr
