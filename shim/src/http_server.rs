@@ -33,8 +33,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use nix::sys::signal::{SigSet, Signal};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinSet;
 use warden_audit::escape_for_terminal;
 use wasmtime_wasi_http::io::TokioIo;
@@ -104,14 +105,38 @@ impl ServeEnd {
     }
 }
 
-/// Serves `listener` with `handler` until SIGTERM; see the module comment.
+/// SIGTERM and SIGINT as a channel: blocks both in the calling thread (and so in every
+/// thread it starts afterwards: call it before the runtime starts its workers) and waits for
+/// them in a thread of its own with `sigwait`. Unlike tokio's signal driver this opens no
+/// descriptor (the runner holds none but stdio, its grants and the report pipe).
+pub fn termination_signals() -> Result<UnboundedReceiver<Signal>, String> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block()
+        .map_err(|e| format!("blocking SIGTERM and SIGINT: {e}"))?;
+    let (tx, rx) = unbounded_channel();
+    std::thread::Builder::new()
+        .name("warden-signals".into())
+        .spawn(move || {
+            while let Ok(signal) = set.wait() {
+                if tx.send(signal).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("starting the signal thread: {e}"))?;
+    Ok(rx)
+}
+
+/// Serves `listener` with `handler` until SIGTERM (from `signals`, see
+/// [`termination_signals`]); see the module comment.
 pub async fn serve(
     listener: TcpListener,
     handler: Arc<dyn Handler>,
     drain: Duration,
+    mut signals: UnboundedReceiver<Signal>,
 ) -> Result<ServeEnd, String> {
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut connections = JoinSet::new();
@@ -122,8 +147,7 @@ pub async fn serve(
     );
     loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = signals.recv() => break,
             // Finished connections are reaped as they end, so the set holds open ones only.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
@@ -153,8 +177,7 @@ pub async fn serve(
     let deadline = tokio::time::Instant::now() + drain;
     loop {
         tokio::select! {
-            _ = term.recv() => return Ok(ServeEnd::Interrupted),
-            _ = int.recv() => return Ok(ServeEnd::Interrupted),
+            _ = signals.recv() => return Ok(ServeEnd::Interrupted),
             _ = tokio::time::sleep_until(deadline) => {
                 let left = connections.len();
                 connections.abort_all();

@@ -30,6 +30,8 @@ pub fn serve_with(
     make: impl FnOnce(Service) -> Result<Arc<dyn Handler>, RunError>,
 ) -> Result<i32, RunError> {
     let setup = |msg: String| RunError::Setup(wasmtime::Error::msg(msg));
+    // Before the runtime's threads exist, so that they inherit the blocked signals.
+    let signals = http_server::termination_signals().map_err(setup)?;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -55,7 +57,7 @@ pub fn serve_with(
     let result = runtime.block_on(async move {
         let handler = make(service)?;
         let listener = http_server::bind(addr).await.map_err(setup)?;
-        let end = http_server::serve(listener, handler, drain)
+        let end = http_server::serve(listener, handler, drain, signals)
             .await
             .map_err(setup)?;
         Ok(end.exit_code())
