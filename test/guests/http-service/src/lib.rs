@@ -4,8 +4,11 @@
 //! component. The component exports `wasi:http/incoming-handler@0.2.12` (bindings from the
 //! `wasip2` crate); a host that implements any `wasi:http@0.2.x` with semver-compatible
 //! lookup (e.g. wasmtime 50) can serve it. Besides `wasi:http/{types,outgoing-handler}` it
-//! imports what Rust's std needs on wasip2 (`wasi:cli`, `wasi:clocks`, `wasi:io`,
-//! `wasi:random`, `wasi:filesystem`, `wasi:sockets`), so a host must link those too.
+//! imports `wasi:io/{poll,error,streams}`, `wasi:clocks/monotonic-clock` and what Rust's std
+//! needs on wasip2: `wasi:cli/{stdin,stdout,stderr,environment,exit}` and the five
+//! `wasi:cli/terminal-*` interfaces (all `@0.2.12`). A host must link `wasi:cli` as well as
+//! `wasi:http` (`wasmtime serve -S cli=y`); other std interfaces (`wasi:random`,
+//! `wasi:filesystem`, `wasi:sockets`) may show up if the code comes to use them.
 //!
 //! Every handled request gets one response. Paths are matched exactly (no trailing-slash
 //! folding); the method must match too, else the answer is 404. The query string is parsed
@@ -28,13 +31,21 @@
 //! | anything else | 404 `not found\n` |
 //!
 //! `/fetch` and `/fetch-redirect` bodies start with a line telling whether the optional
-//! `host` parameter could be set as the outgoing request's `host` header (hosts usually
-//! forbid it): `host-header: accepted`, `host-header: refused(<HeaderError debug>)`, or
-//! `host-header: none` when no `host` parameter was given. Then, for `/fetch-redirect` that
+//! `host` parameter could be set as the outgoing request's `host` header (wasmtime forbids
+//! it by default): `host-header: accepted`, `host-header: refused(<HeaderError>)` (e.g.
+//! `refused(Forbidden)`), or `host-header: none` when no `host` parameter was given. The
+//! same `host` is tried on a redirect's second request. Then, for `/fetch-redirect` that
 //! followed a redirect, `redirected to <location>`. Then either:
 //! - on an upstream response: status 200, `upstream <status>\n` followed by the upstream body;
 //! - on an error from `handle`, from the response future or from the upstream body
-//!   stream: status 502, `error: <ErrorCode debug>\n` (e.g. `error: HttpRequestDenied`).
+//!   stream: status 502, `error: <ErrorCode>\n` (e.g. `error: HttpRequestDenied`,
+//!   `error: ConnectionRefused`, `error: DnsError(DnsErrorPayload { .. })`).
+//!
+//! `<HeaderError>` and `<ErrorCode>` are the bindings' `Debug` output without its leading
+//! `HeaderError::` / `ErrorCode::`.
+//!
+//! Statuses 1xx, 204 and 304 from `/status/<code>` are sent as they are; the host's HTTP
+//! server then drops the body (and a 1xx is not a valid final response for most clients).
 //!
 //! A missing or malformed required query parameter (`n` for `/stream`, `url` for the
 //! fetches, a number that does not parse) gives 400 with a `bad request: ...` line.
@@ -297,7 +308,7 @@ fn echo_body(request: IncomingRequest) -> Reply {
             }
             reply
         }
-        Err(e) => Reply::bad_request(format!("reading the request body: {e:?}")),
+        Err(e) => Reply::bad_request(format!("reading the request body: {}", short_debug(&e))),
     }
 }
 
@@ -545,7 +556,7 @@ fn fetch(query: &Query, follow_redirect: bool) -> Reply {
             Reply::text(200, body)
         }
         Fetched::Error(code) => {
-            body.extend_from_slice(format!("error: {code:?}\n").as_bytes());
+            body.extend_from_slice(format!("error: {}\n", short_debug(&code)).as_bytes());
             Reply::text(502, body)
         }
     }
@@ -559,7 +570,7 @@ fn send_request(target: &Target, host: Option<&str>) -> Result<(Fetched, String)
         None => "none".to_string(),
         Some(host) => match headers.append("host", host.as_bytes()) {
             Ok(()) => "accepted".to_string(),
-            Err(e) => format!("refused({e:?})"),
+            Err(e) => format!("refused({})", short_debug(&e)),
         },
     };
     let request = OutgoingRequest::new(headers);
@@ -591,6 +602,21 @@ fn send_request(target: &Target, host: Option<&str>) -> Result<(Fetched, String)
     };
     drop(future);
     Ok((read_response(response), host_header))
+}
+
+/// `{value:?}` without the leading `TypeName::` that the bindings' `Debug` puts before an
+/// enum case: `ErrorCode::HttpRequestDenied` becomes `HttpRequestDenied`, and
+/// `ErrorCode::DnsError(DnsErrorPayload { .. })` becomes `DnsError(DnsErrorPayload { .. })`.
+fn short_debug(value: &impl std::fmt::Debug) -> String {
+    let debug = format!("{value:?}");
+    match debug.split_once("::") {
+        Some((type_name, case))
+            if !type_name.is_empty() && type_name.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            case.to_string()
+        }
+        _ => debug,
+    }
 }
 
 fn read_response(response: IncomingResponse) -> Fetched {
