@@ -41,6 +41,8 @@ pub fn config(flavor: Flavor) -> Config {
     // Warden provides no wasi-threads, so nothing legitimate needs them; a module declaring
     // a shared memory or atomics-with-threads fails to compile, on the host side.
     config.wasm_threads(false);
+    // WASI 0.3 components (`runner/p3_command.rs`) use the component model's async ABI.
+    config.wasm_component_model_async(true);
     // Settings deliberately left at wasmtime's defaults:
     // - `memory_reservation` (4 GiB), `memory_guard_size` (32 MiB) and
     //   `memory_reservation_for_growth` (2 GiB) are address space, not memory: nothing is

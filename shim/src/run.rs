@@ -15,7 +15,9 @@ use wasmtime_wasi::I32Exit;
 #[cfg(test)]
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::runner::{HttpProxy, P1Command, P2Command, RunEnv, RunError, Runner, ServiceEnv, Wagi};
+use crate::runner::{
+    HttpProxy, P1Command, P2Command, P3Command, RunEnv, RunError, Runner, ServiceEnv, Wagi,
+};
 use crate::wasi_ctx::WasiMaker;
 pub use crate::watchdog::OnForcedStop;
 use crate::watchdog::{self, ForcedStop, Watch};
@@ -98,6 +100,8 @@ pub enum Serve {
 /// What a component exports that warden can run.
 pub const CLI_RUN: &str = "wasi:cli/run@0.2";
 /// See [`CLI_RUN`].
+pub const CLI_RUN_P3: &str = "wasi:cli/run@0.3";
+/// See [`CLI_RUN`].
 pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
 
 impl Program {
@@ -109,7 +113,9 @@ impl Program {
             (Program::Module(_), Serve::Command) => false,
             (Program::Component(c), Serve::Command) => {
                 let names = exports(c, engine);
-                !names.iter().any(|n| n.starts_with(CLI_RUN))
+                !names
+                    .iter()
+                    .any(|n| n.starts_with(CLI_RUN) || n.starts_with(CLI_RUN_P3))
                     && names.iter().any(|n| n.starts_with(HTTP_HANDLER))
             }
         }
@@ -127,12 +133,14 @@ impl Program {
                 let has = |prefix: &str| exports.iter().any(|e| e.starts_with(prefix));
                 if has(CLI_RUN) {
                     Ok(Box::new(P2Command(c)))
+                } else if has(CLI_RUN_P3) {
+                    Ok(Box::new(P3Command(c)))
                 } else if has(HTTP_HANDLER) {
                     Ok(Box::new(HttpProxy(c)))
                 } else {
                     Err(format!(
-                        "the component exports neither {CLI_RUN}.x (a command) nor \
-                         {HTTP_HANDLER}.x (an HTTP proxy); it exports: {}",
+                        "the component exports none of {CLI_RUN}.x, {CLI_RUN_P3}.x (a command) \
+                         or {HTTP_HANDLER}.x (an HTTP proxy); it exports: {}",
                         if exports.is_empty() {
                             "nothing".to_owned()
                         } else {
@@ -671,7 +679,9 @@ mod tests {
             panic!("{o:?}")
         };
         assert!(
-            msg.contains("exports neither wasi:cli/run@0.2.x (a command) nor wasi:http"),
+            msg.contains(
+                "exports none of wasi:cli/run@0.2.x, wasi:cli/run@0.3.x (a command) or wasi:http"
+            ),
             "{msg}"
         );
         assert_eq!(o.exit_code(), exit_code::SETUP_FAILED);

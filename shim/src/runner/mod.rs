@@ -10,6 +10,7 @@
 mod http_proxy;
 mod p1_command;
 mod p2_command;
+mod p3_command;
 mod request;
 mod service;
 mod wagi;
@@ -26,6 +27,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub use http_proxy::HttpProxy;
 pub use p1_command::P1Command;
 pub use p2_command::P2Command;
+pub use p3_command::P3Command;
 pub use wagi::Wagi;
 
 use crate::dns;
