@@ -30,10 +30,12 @@ use hickory_resolver::proto::rr::Name;
 use hickory_resolver::{Resolver, TokioResolver};
 use tokio::sync::Semaphore;
 use warden_policy::NetworkGrant;
-use wasmtime::component::{HasData, Resource, ResourceTable};
+use wasmtime::component::{Accessor, HasData, Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::sockets::network::{self, ErrorCode, IpAddress, Network};
 use wasmtime_wasi::p2::bindings::sync::sockets::ip_name_lookup;
 use wasmtime_wasi::p2::{DynPollable, Pollable, SocketError, subscribe};
+use wasmtime_wasi::p3::bindings::sockets::ip_name_lookup as ip_name_lookup3;
+use wasmtime_wasi::p3::bindings::sockets::types as types3;
 use wasmtime_wasi::runtime::{AbortOnDropJoinHandle, poll_noop};
 
 pub use self::config::ResolverConfig;
@@ -243,38 +245,50 @@ impl Lookup {
         if !from_hosts.is_empty() {
             return ResolveStream::ready(self.allowed(&name, from_hosts));
         }
-        let Some(resolver) = self.resolver.clone() else {
+        if self.resolver.is_none() {
             return ResolveStream::ready(Err(ErrorCode::NameUnresolvable));
-        };
+        }
         let this = self.clone();
-        let task = async move {
-            let lookup = async {
-                let _turn = this
-                    .turns
-                    .acquire()
-                    .await
-                    .map_err(|_| ErrorCode::TemporaryResolverFailure)?;
-                resolver
-                    .lookup_ip(name.as_str())
-                    .await
-                    .map_err(|e| lookup_error(&name, &e))
-            };
-            let found = match tokio::time::timeout(this.deadline, lookup).await {
-                Ok(found) => found?,
-                Err(_) => {
-                    log::debug!("dns: lookup of {name} ran out of time");
-                    return Err(ErrorCode::TemporaryResolverFailure);
-                }
-            };
-            let mut addrs: Vec<IpAddr> = Vec::new();
-            for ip in found.iter().map(|ip| ip.to_canonical()) {
-                if !addrs.contains(&ip) {
-                    addrs.push(ip);
-                }
-            }
-            this.allowed(&name, addrs)
+        ResolveStream(StreamState::Pending(wasmtime_wasi::runtime::spawn(
+            async move { this.resolve(name).await },
+        )))
+    }
+
+    /// Looks `name` up (a domain name): the trusted hosts entries, else the nameservers,
+    /// bounded in time and in concurrent lookups, filtered by the connect rules.
+    async fn resolve(self: Arc<Self>, name: String) -> LookupResult {
+        let from_hosts = self.config.host_addrs(&name);
+        if !from_hosts.is_empty() {
+            return self.allowed(&name, from_hosts);
+        }
+        let Some(resolver) = self.resolver.clone() else {
+            return Err(ErrorCode::NameUnresolvable);
         };
-        ResolveStream(StreamState::Pending(wasmtime_wasi::runtime::spawn(task)))
+        let lookup = async {
+            let _turn = self
+                .turns
+                .acquire()
+                .await
+                .map_err(|_| ErrorCode::TemporaryResolverFailure)?;
+            resolver
+                .lookup_ip(name.as_str())
+                .await
+                .map_err(|e| lookup_error(&name, &e))
+        };
+        let found = match tokio::time::timeout(self.deadline, lookup).await {
+            Ok(found) => found?,
+            Err(_) => {
+                log::debug!("dns: lookup of {name} ran out of time");
+                return Err(ErrorCode::TemporaryResolverFailure);
+            }
+        };
+        let mut addrs: Vec<IpAddr> = Vec::new();
+        for ip in found.iter().map(|ip| ip.to_canonical()) {
+            if !addrs.contains(&ip) {
+                addrs.push(ip);
+            }
+        }
+        self.allowed(&name, addrs)
     }
 
     /// The addresses of `name` that a connect rule covers; none is `name-unresolvable`,
@@ -371,6 +385,51 @@ pub fn add_to_linker<T: DnsView + 'static>(
     let added = ip_name_lookup::add_to_linker::<T, HasDns>(linker, T::dns);
     linker.allow_shadowing(false);
     added
+}
+
+/// Replaces wasmtime-wasi's WASI 0.3 `wasi:sockets/ip-name-lookup` (added by
+/// `wasmtime_wasi::p3::add_to_linker`) with this module's, the same lookups as for preview
+/// 2. Call it after that.
+pub fn add_p3_to_linker<T: DnsView + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let added = ip_name_lookup3::add_to_linker::<T, HasDns>(linker, T::dns);
+    linker.allow_shadowing(false);
+    added
+}
+
+impl<U> ip_name_lookup3::HostWithStore<U> for HasDns {
+    async fn resolve_addresses(
+        store: &Accessor<U, Self>,
+        name: String,
+    ) -> wasmtime::Result<Result<Vec<types3::IpAddress>, ip_name_lookup3::ErrorCode>> {
+        let lookup = store.with(|mut view| view.get().lookup.0.clone());
+        let result = match (lookup, parse_name(&name)) {
+            (None, _) => Err(ErrorCode::PermanentResolverFailure),
+            (Some(_), Err(e)) => Err(e),
+            (Some(_), Ok(Parsed::Ip(ip))) => Ok(vec![ip]),
+            (Some(lookup), Ok(Parsed::Domain(domain))) => lookup.resolve(domain).await,
+        };
+        Ok(result
+            .map(|ips| ips.into_iter().map(types3::IpAddress::from).collect())
+            .map_err(p3_error))
+    }
+}
+
+impl ip_name_lookup3::Host for DnsCtxView<'_> {}
+
+/// A lookup error in WASI 0.3's terms.
+fn p3_error(e: ErrorCode) -> ip_name_lookup3::ErrorCode {
+    use ip_name_lookup3::ErrorCode as E3;
+    match e {
+        ErrorCode::AccessDenied => E3::AccessDenied,
+        ErrorCode::InvalidArgument => E3::InvalidArgument,
+        ErrorCode::NameUnresolvable => E3::NameUnresolvable,
+        ErrorCode::TemporaryResolverFailure => E3::TemporaryResolverFailure,
+        ErrorCode::PermanentResolverFailure => E3::PermanentResolverFailure,
+        other => E3::Other(Some(format!("{other:?}"))),
+    }
 }
 
 // The guest-facing resource type stays wasmtime-wasi's `ResolveAddressStream` (the bindings

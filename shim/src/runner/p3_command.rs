@@ -3,10 +3,8 @@
 //! The same grants as every other runner (the WASI context is shared by preview 2 and 0.3:
 //! env, preopens, the socket address check), the same store limits (memory limiter, fuel,
 //! epoch deadline; the epoch hook traps a guest that spins inside any of its async tasks),
-//! the same outcomes. Name lookup is not offered to 0.3 guests yet: wasmtime-wasi's 0.3
-//! lookup would use the image's resolver files, so the context refuses it
-//! (`allow_ip_name_lookup(false)`, as for every guest) and warden's own resolver
-//! ([`crate::dns`]) serves only the preview 2 interface.
+//! the same outcomes. Name lookup, 0.2 and 0.3 alike, is warden's own ([`crate::dns`]):
+//! never the image's resolver files, refused without the `dns` grant.
 
 use std::sync::Arc;
 
@@ -33,6 +31,7 @@ impl Runner for P3Command {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RunError::Setup)?;
         dns::add_to_linker(&mut linker).map_err(RunError::Setup)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(RunError::Setup)?;
+        dns::add_p3_to_linker(&mut linker).map_err(RunError::Setup)?;
         let mut store = env.store(wasi.build());
         let component = self.0;
         wasmtime_wasi::runtime::in_tokio(async move {
