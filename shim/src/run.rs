@@ -122,8 +122,9 @@ impl Program {
     }
 
     /// The way of running it (see [`crate::runner`]): a module as a command or as WAGI; a
-    /// component by what it exports, `wasi:cli/run` (a command) before
-    /// `wasi:http/incoming-handler` (a proxy served over HTTP).
+    /// component by what it exports: `wasi:cli/run@0.3` (a WASI 0.3 command), else
+    /// `wasi:cli/run@0.2` (a preview 2 command), else `wasi:http/incoming-handler@0.2` (a
+    /// proxy served over HTTP).
     pub fn into_runner(self, engine: &Engine, serve: Serve) -> Result<Box<dyn Runner>, String> {
         match (self, serve) {
             (Program::Module(m), Serve::Command) => Ok(Box::new(P1Command(m))),
@@ -131,10 +132,12 @@ impl Program {
             (Program::Component(c), Serve::Command) => {
                 let exports = exports(&c, engine);
                 let has = |prefix: &str| exports.iter().any(|e| e.starts_with(prefix));
-                if has(CLI_RUN) {
-                    Ok(Box::new(P2Command(c)))
-                } else if has(CLI_RUN_P3) {
+                // 0.3 first: toolchains that build 0.3 commands leave a `wasi:cli/run@0.2`
+                // export beside it (the C startup object's), which is not the program.
+                if has(CLI_RUN_P3) {
                     Ok(Box::new(P3Command(c)))
+                } else if has(CLI_RUN) {
+                    Ok(Box::new(P2Command(c)))
                 } else if has(HTTP_HANDLER) {
                     Ok(Box::new(HttpProxy(c)))
                 } else {

@@ -180,6 +180,30 @@ impl Guests {
             .join("native-hello")
     }
 
+    /// Path of the static native HTTP/1.1 baseline (`x86_64-unknown-linux-musl`, hyper): it
+    /// answers every request as the `http-service` component answers `GET /`, on the address
+    /// in env `WARDEN_HTTP_ADDR`, and exits 0 on SIGTERM.
+    pub fn native_http(&self) -> PathBuf {
+        self.target_dir
+            .join("x86_64-unknown-linux-musl")
+            .join("release")
+            .join("native-http")
+    }
+
+    /// Path of WASI 0.3 command `name` (`test/guests/p3/src/bin/<name>.rs`, e.g. `p3-hello`).
+    pub fn p3_path(&self, name: &str) -> PathBuf {
+        self.target_dir
+            .join(Wasi::P2.target())
+            .join("release")
+            .join(format!("{name}.wasm"))
+    }
+
+    /// Bytes of WASI 0.3 command `name`.
+    pub fn p3_bytes(&self, name: &str) -> Vec<u8> {
+        let path = self.p3_path(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    }
+
     /// Path of the `wasi:http` proxy component (`test/guests/http-service`).
     pub fn http_service(&self) -> PathBuf {
         self.target_dir
@@ -219,13 +243,22 @@ pub fn build_guests() -> &'static Guests {
         );
         cargo_build(
             &target_dir,
-            &["-p", "http-service", "--target", Wasi::P2.target()],
+            &[
+                "-p",
+                "http-service",
+                "-p",
+                "warden-p3-guests",
+                "--target",
+                Wasi::P2.target(),
+            ],
         );
         cargo_build(
             &target_dir,
             &[
                 "-p",
                 "native-hello",
+                "-p",
+                "native-http",
                 "--target",
                 "x86_64-unknown-linux-musl",
             ],
