@@ -16,7 +16,8 @@ use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::runner::{
-    HttpProxy, P1Command, P2Command, P3Command, RunEnv, RunError, Runner, ServiceEnv, Wagi,
+    HttpProxy, HttpProxy3, P1Command, P2Command, P3Command, RunEnv, RunError, Runner, ServiceEnv,
+    Wagi,
 };
 use crate::wasi_ctx::WasiMaker;
 pub use crate::watchdog::OnForcedStop;
@@ -103,6 +104,8 @@ pub const CLI_RUN: &str = "wasi:cli/run@0.2";
 pub const CLI_RUN_P3: &str = "wasi:cli/run@0.3";
 /// See [`CLI_RUN`].
 pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+/// See [`CLI_RUN`].
+pub const HTTP_HANDLER_P3: &str = "wasi:http/handler@0.3";
 
 impl Program {
     /// Whether running it means serving HTTP (WAGI, or a component that is a proxy and not
@@ -116,7 +119,9 @@ impl Program {
                 !names
                     .iter()
                     .any(|n| n.starts_with(CLI_RUN) || n.starts_with(CLI_RUN_P3))
-                    && names.iter().any(|n| n.starts_with(HTTP_HANDLER))
+                    && names
+                        .iter()
+                        .any(|n| n.starts_with(HTTP_HANDLER) || n.starts_with(HTTP_HANDLER_P3))
             }
         }
     }
@@ -140,10 +145,13 @@ impl Program {
                     Ok(Box::new(P2Command(c)))
                 } else if has(HTTP_HANDLER) {
                     Ok(Box::new(HttpProxy(c)))
+                } else if has(HTTP_HANDLER_P3) {
+                    Ok(Box::new(HttpProxy3(c)))
                 } else {
                     Err(format!(
-                        "the component exports none of {CLI_RUN}.x, {CLI_RUN_P3}.x (a command) \
-                         or {HTTP_HANDLER}.x (an HTTP proxy); it exports: {}",
+                        "the component exports none of {CLI_RUN_P3}.x, {CLI_RUN}.x (a \
+                         command), {HTTP_HANDLER}.x or {HTTP_HANDLER_P3}.x (an HTTP service); \
+                         it exports: {}",
                         if exports.is_empty() {
                             "nothing".to_owned()
                         } else {
@@ -682,9 +690,7 @@ mod tests {
             panic!("{o:?}")
         };
         assert!(
-            msg.contains(
-                "exports none of wasi:cli/run@0.2.x, wasi:cli/run@0.3.x (a command) or wasi:http"
-            ),
+            msg.contains("exports none of wasi:cli/run@0.3.x, wasi:cli/run@0.2.x (a command)"),
             "{msg}"
         );
         assert_eq!(o.exit_code(), exit_code::SETUP_FAILED);

@@ -198,6 +198,14 @@ impl Guests {
             .join(format!("{name}.wasm"))
     }
 
+    /// Path of the WASI 0.3 HTTP service component (`test/guests/p3-http-service`).
+    pub fn p3_http_service(&self) -> PathBuf {
+        self.target_dir
+            .join(Wasi::P2.target())
+            .join("release")
+            .join("p3_http_service.wasm")
+    }
+
     /// Bytes of WASI 0.3 command `name`.
     pub fn p3_bytes(&self, name: &str) -> Vec<u8> {
         let path = self.p3_path(name);
@@ -248,6 +256,8 @@ pub fn build_guests() -> &'static Guests {
                 "http-service",
                 "-p",
                 "warden-p3-guests",
+                "-p",
+                "p3-http-service",
                 "--target",
                 Wasi::P2.target(),
             ],

@@ -199,3 +199,138 @@ fn limits_stop_a_wasi_p3_guest() {
         );
     }
 }
+
+#[test]
+fn wasi_p3_name_lookup_udp_and_outgoing_http_follow_the_grants() {
+    let n = node();
+    // Name lookup: refused without `dns`; with it, warden's resolver (the node's files),
+    // filtered by the connect rules.
+    let resolve = p3(&n, "p3-resolve");
+    assert_denied(&n.run(&resolve, &["localhost"], RunOpts::warden()));
+    n.set_policy(&policy(
+        "[profiles.open.network]\ndns = true\nconnect = [\"127.0.0.0/8:*\"]",
+    ));
+    let r = n.run_as("open", &resolve, &["localhost"], RunOpts::warden());
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stdout.lines().any(|l| l == "127.0.0.1"), "{r:?}");
+
+    // UDP sends: refused and audited without a connect rule; delivered with one.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let addr = socket.local_addr().expect("addr").to_string();
+    let send = p3(&n, "p3-udp-send");
+    n.set_policy(&policy(""));
+    assert_denied(&n.run_as("open", &send, &[&addr, "over udp"], host_net()));
+    assert!(
+        n.audit_events("deny", Some("network.connect"))
+            .iter()
+            .any(|d| d["reason"].as_str().is_some_and(|x| x.contains(&addr))),
+        "{:?}",
+        n.audit()
+    );
+    n.set_policy(&policy(&format!(
+        "[profiles.open.network]\nconnect = [\"{addr}\"]"
+    )));
+    let r = n.run_as("open", &send, &[&addr, "over udp"], host_net());
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let mut buf = [0u8; 64];
+    let (len, _) = socket.recv_from(&mut buf).expect("the datagram arrives");
+    assert_eq!(&buf[..len], b"over udp");
+
+    // Outgoing wasi:http@0.3 from a command: only to the origins the policy names.
+    let upstream = warden_test::http::Upstream::start();
+    let other = warden_test::http::Upstream::start();
+    n.set_policy(&policy(&format!(
+        "[profiles.open.http]\noutbound = [\"http://{}\"]",
+        upstream.addr
+    )));
+    let fetch = p3(&n, "p3-fetch");
+    let r = n.run_as(
+        "open",
+        &fetch,
+        &[&format!("http://{}/from-p3", upstream.addr)],
+        host_net(),
+    );
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stdout.contains("status 200"), "{r:?}");
+    assert_eq!(upstream.seen().len(), 1);
+    let r = n.run_as(
+        "open",
+        &fetch,
+        &[&format!("http://{}/nope", other.addr)],
+        host_net(),
+    );
+    assert_denied(&r);
+    assert!(r.stderr.contains("HttpRequestDenied"), "{r:?}");
+    assert!(other.seen().is_empty());
+    assert!(
+        n.audit_events("deny", Some("http.outbound"))
+            .iter()
+            .any(|d| d["reason"]
+                .as_str()
+                .is_some_and(|x| x.contains(&other.addr.to_string()))),
+        "{:?}",
+        n.audit()
+    );
+}
+
+#[test]
+fn a_wasi_p3_http_service_answers_and_its_outgoing_requests_are_checked() {
+    let n = node();
+    let upstream = warden_test::http::Upstream::start();
+    let other = warden_test::http::Upstream::start();
+    n.set_policy(&policy(&format!(
+        "[profiles.open.http]\noutbound = [\"http://{}\"]\n[profiles.open.limits]\nrequest_deadline = \"1s\"",
+        upstream.addr
+    )));
+    let bytes = std::fs::read(guests::build_guests().p3_http_service()).expect("p3 service");
+    let image = n.image("p3-http-service", bytes);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], warden_test::http::free_port()).into();
+    let id = n.containerd.unique_id("p3svc");
+    let running = n.containerd.spawn_run(
+        &image,
+        &id,
+        host_net()
+            .env("WARDEN_HTTP_ADDR", &addr.to_string())
+            .annotation("warden.dev/profile", "open")
+            .args(["/app.wasm"]),
+    );
+    assert!(
+        warden_test::http::wait_listening(addr, Duration::from_secs(60)),
+        "the service does not listen: {:?}",
+        running.wait(Duration::from_secs(5))
+    );
+    let r = warden_test::http::get(addr, "/").expect("GET /");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), "hello from wasip3 http\n");
+    assert_eq!(r.header("x-warden-test"), Some("p3"));
+    let r = warden_test::http::get(addr, &format!("/fetch?url=http://{}/via-p3", upstream.addr))
+        .expect("fetch");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("upstream 200"), "{}", r.text());
+    let r = warden_test::http::get(addr, &format!("/fetch?url=http://{}/x", other.addr))
+        .expect("fetch other");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+    assert!(other.seen().is_empty());
+    // A handler that spins: 504, and the service goes on.
+    let r = warden_test::http::get(addr, "/spin").expect("spin");
+    assert_eq!(r.status, 504, "{r:?}");
+    let r = warden_test::http::get(addr, "/log?msg=p3-line").expect("log");
+    assert_eq!(r.status, 200, "{r:?}");
+    n.containerd.kill_task(&id, "SIGTERM");
+    let out = running.wait(Duration::from_secs(60)).expect("ends");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.lines().any(|l| l == "p3-line"), "{out:?}");
+    let denies = n.audit_events("deny", Some("http.outbound"));
+    assert_eq!(denies.len(), 1, "{denies:?}");
+    assert!(
+        n.audit_events("limit", Some("limits.request_deadline"))
+            .len()
+            == 1,
+        "{:?}",
+        n.audit()
+    );
+}

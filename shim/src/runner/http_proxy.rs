@@ -33,13 +33,24 @@ use crate::wasi_ctx::WasiMaker;
 
 pub struct HttpProxy(pub Component);
 
-/// What a proxy component's store holds besides WASI: the `wasi:http` context and hooks.
+/// What a store holds besides WASI when its guest may use `wasi:http`: the context and
+/// hooks (warden's egress).
 pub struct HttpExtra {
-    http: WasiHttpCtx,
-    hooks: EgressHooks,
+    pub http: WasiHttpCtx,
+    pub hooks: EgressHooks,
 }
 
-type ProxyState = GuestState<WasiCtx, HttpExtra>;
+impl HttpExtra {
+    pub fn new(egress: Arc<Egress>) -> Self {
+        HttpExtra {
+            http: WasiHttpCtx::new(),
+            hooks: EgressHooks(egress),
+        }
+    }
+}
+
+/// The store state of a guest that may use `wasi:http` (0.2 or 0.3).
+pub type ProxyState = GuestState<WasiCtx, HttpExtra>;
 
 impl WasiHttpView for ProxyState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
@@ -206,10 +217,7 @@ impl ProxyHandler {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(self.limits.memory, hit.clone()),
             dns: self.dns.clone(),
-            extra: HttpExtra {
-                http: WasiHttpCtx::new(),
-                hooks: EgressHooks(self.egress.clone()),
-            },
+            extra: HttpExtra::new(self.egress.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -8,6 +8,7 @@
 //! HTTP proxy, WAGI, WASI 0.3) is a new implementation here, not a branch elsewhere.
 
 mod http_proxy;
+mod http_proxy3;
 mod p1_command;
 mod p2_command;
 mod p3_command;
@@ -25,6 +26,7 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use http_proxy::HttpProxy;
+pub use http_proxy3::HttpProxy3;
 pub use p1_command::P1Command;
 pub use p2_command::P2Command;
 pub use p3_command::P3Command;
@@ -92,12 +94,21 @@ impl RunEnv<'_> {
     /// A store for `wasi` with this run's limits armed: the memory limiter on every grow,
     /// fuel, and the epoch deadline.
     pub fn store<W: Send + 'static>(self, wasi: W) -> Store<GuestState<W>> {
+        self.store_with(wasi, ())
+    }
+
+    /// [`RunEnv::store`] with `extra` in the state (see [`GuestState`]).
+    pub fn store_with<W: Send + 'static, X: Send + 'static>(
+        self,
+        wasi: W,
+        extra: X,
+    ) -> Store<GuestState<W, X>> {
         let state = GuestState {
             wasi,
             table: ResourceTable::new(),
             limiter: self.limiter,
             dns: self.dns,
-            extra: (),
+            extra,
         };
         let mut store = Store::new(self.engine, state);
         store.limiter(|s| &mut s.limiter);

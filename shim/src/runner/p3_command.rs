@@ -4,16 +4,19 @@
 //! env, preopens, the socket address check), the same store limits (memory limiter, fuel,
 //! epoch deadline; the epoch hook traps a guest that spins inside any of its async tasks),
 //! the same outcomes. Name lookup, 0.2 and 0.3 alike, is warden's own ([`crate::dns`]):
-//! never the image's resolver files, refused without the `dns` grant.
+//! never the image's resolver files, refused without the `dns` grant. Outgoing
+//! `wasi:http@0.3` requests go through warden's egress ([`crate::http_egress`]), allowed
+//! only to the origins `http.outbound` names.
 
 use std::sync::Arc;
 
 use wasmtime::component::{Component, Linker};
-use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p3::bindings::Command;
 
-use super::{GuestState, RunEnv, RunError, Runner, make_wasi};
+use super::http_proxy::{HttpExtra, ProxyState};
+use super::{RunEnv, RunError, Runner, make_wasi};
 use crate::dns;
+use crate::http_egress::Egress;
 use crate::wasi_ctx::WasiMaker;
 
 pub struct P3Command(pub Component);
@@ -25,14 +28,22 @@ impl Runner for P3Command {
 
     fn run(self: Box<Self>, wasi: Arc<WasiMaker>, env: RunEnv<'_>) -> Result<i32, RunError> {
         let mut wasi = make_wasi(&wasi)?;
-        let mut linker: Linker<GuestState<WasiCtx>> = Linker::new(env.engine);
+        let mut linker: Linker<ProxyState> = Linker::new(env.engine);
         // Components built with today's toolchains may import preview 2 interfaces beside
         // 0.3 ones (std's adapter); both are linked, with warden's name lookup for 0.2.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RunError::Setup)?;
         dns::add_to_linker(&mut linker).map_err(RunError::Setup)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(RunError::Setup)?;
         dns::add_p3_to_linker(&mut linker).map_err(RunError::Setup)?;
-        let mut store = env.store(wasi.build());
+        // Outgoing `wasi:http@0.3` requests, through warden's egress (`http.outbound`).
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(RunError::Setup)?;
+        let service = env.service;
+        let egress = Egress::new(
+            service.http.clone(),
+            service.resolver.clone(),
+            service.on_deny.clone(),
+        );
+        let mut store = env.store_with(wasi.build(), HttpExtra::new(egress));
         let component = self.0;
         wasmtime_wasi::runtime::in_tokio(async move {
             let command = Command::instantiate_async(&mut store, &component, &linker)

@@ -294,3 +294,77 @@ pub fn socket_addr(addr: &wasip3::sockets::types::IpSocketAddress) -> std::net::
         }
     }
 }
+
+/// An outgoing HTTP `GET` through `wasi:http/client@0.3.0`'s `send`.
+pub mod http {
+    use wasip3::http::client;
+    use wasip3::http::types::{ErrorCode, Fields, Method, Request, Response, Scheme};
+    use wasip3::wit_future;
+
+    /// Why [`get`] failed.
+    #[derive(Debug)]
+    pub enum GetError {
+        /// The URL is not `scheme://authority[/path][?query]`, or the host refused a part of it.
+        BadUrl(String),
+        /// The host's `wasi:http` error code (from `send`, or from reading the body).
+        Http(ErrorCode),
+    }
+
+    /// `url` split into scheme, authority and path-with-query (`/` when empty).
+    pub fn split_url(url: &str) -> Result<(Scheme, String, String), String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("not an absolute URL: {url}"))?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            other => Scheme::Other(other.to_string()),
+        };
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        if authority.is_empty() {
+            return Err(format!("no host in URL: {url}"));
+        }
+        let path = match path {
+            "" => "/".to_string(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_string(),
+        };
+        Ok((scheme, authority.to_string(), path))
+    }
+
+    /// Sends `GET url` (no body, no extra headers) and returns the response's status code and
+    /// whole body.
+    pub async fn get(url: &str) -> Result<(u16, Vec<u8>), GetError> {
+        let (scheme, authority, path) = split_url(url).map_err(GetError::BadUrl)?;
+        let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
+        drop(trailers_tx);
+        let (request, _sent) = Request::new(Fields::new(), None, trailers_rx, None);
+        request
+            .set_method(&Method::Get)
+            .map_err(|()| GetError::BadUrl("method refused".to_string()))?;
+        request
+            .set_scheme(Some(&scheme))
+            .map_err(|()| GetError::BadUrl(format!("scheme refused: {scheme:?}")))?;
+        request
+            .set_authority(Some(&authority))
+            .map_err(|()| GetError::BadUrl(format!("authority refused: {authority}")))?;
+        request
+            .set_path_with_query(Some(&path))
+            .map_err(|()| GetError::BadUrl(format!("path refused: {path}")))?;
+        let response = client::send(request).await.map_err(GetError::Http)?;
+        let status = response.get_status_code();
+        let body = read_body(response).await.map_err(GetError::Http)?;
+        Ok((status, body))
+    }
+
+    /// The whole body of `response`; an error if the host reports one when the body ends.
+    pub async fn read_body(response: Response) -> Result<Vec<u8>, ErrorCode> {
+        let (res_tx, res_rx) = wit_future::new(|| Ok(()));
+        drop(res_tx);
+        let (body, trailers) = Response::consume_body(response, res_rx);
+        let body = body.collect().await;
+        trailers.await?;
+        Ok(body)
+    }
+}
