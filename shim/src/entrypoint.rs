@@ -124,9 +124,10 @@ impl Entrypoint {
     }
 }
 
-/// Where a module's bytes come from. Today the file at `args[0]` in the image's rootfs
-/// ([`RootfsFile`]); next, a Wasm layer in containerd's content store. What a source yields
-/// is the same typed [`Entrypoint`] either way, so nothing after it knows which it was.
+/// Where a module's bytes come from: the file at `args[0]` in the image's rootfs
+/// ([`RootfsFile`]), else the Wasm layer of an OCI Wasm image in containerd's content store
+/// ([`ContentLayer`]). What a source yields is the same typed [`Entrypoint`] either way, so
+/// nothing after it knows which it was.
 pub trait ModuleSource {
     fn read(&self) -> Result<Entrypoint>;
 }
@@ -174,13 +175,66 @@ pub fn read(
             Err(e) => bail!("entrypoint {e}"),
         }
     }
-    let err = last_err.map(|e| e.to_string()).unwrap_or_default();
-    bail!(
-        "entrypoint {arg0:?} not found in the image (looked at {}): {err}; \
-         warden runs the module found as a file in the image's rootfs (OCI Wasm-layer images \
-         are not read); with ctr, the first argument after the container id is the module's path",
-        candidates.join(", ")
-    )
+    Err(NotInRootfs {
+        arg0: arg0.to_owned(),
+        looked_at: candidates.join(", "),
+        last: last_err.map(|e| e.to_string()).unwrap_or_default(),
+    }
+    .into())
+}
+
+/// The entrypoint is not a file of the rootfs: the image may be an OCI Wasm-layer one (see
+/// [`crate::content_store`]), whose module is a layer, not a file.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "entrypoint {arg0:?} not found in the image (looked at {looked_at}): {last}; warden runs \
+     the module found as a file in the image's rootfs, or the Wasm layer of an OCI Wasm image; \
+     with ctr, the first argument after the container id is the module's path"
+)]
+pub struct NotInRootfs {
+    pub arg0: String,
+    pub looked_at: String,
+    pub last: String,
+}
+
+/// The Wasm layer of an OCI Wasm-layer image (see [`crate::content_store`]), as an
+/// entrypoint: classified by its bytes like a file (a precompiled artifact is refused the
+/// same way), its digest the layer's. Bytes that are not Wasm are never native code here:
+/// a layer is not something warden would execute natively.
+pub struct ContentLayer<'a> {
+    pub handle: &'a tokio::runtime::Handle,
+    pub address: &'a str,
+    pub namespace: &'a str,
+    pub id: &'a str,
+    pub max_bytes: u64,
+}
+
+impl ContentLayer<'_> {
+    /// The image's Wasm layer, or `None` when it has none.
+    pub fn read_layer(&self) -> Result<Option<Entrypoint>> {
+        let layer = crate::content_store::wasm_layer(
+            self.handle,
+            self.address,
+            self.namespace,
+            self.id,
+            self.max_bytes,
+        )?;
+        Ok(layer.map(|layer| {
+            let kind = match classify(&layer.bytes) {
+                k @ (Kind::Module | Kind::Component | Kind::Precompiled) => k,
+                _ => Kind::Unknown,
+            };
+            Entrypoint {
+                path: format!(
+                    "the Wasm layer {} ({}) of {}",
+                    layer.digest, layer.media_type, layer.image
+                ),
+                digest: kind.wasm().map(|_| layer.digest),
+                bytes: layer.bytes,
+                kind,
+            }
+        }))
+    }
 }
 
 fn read_entry(file: File, path: &str, max_bytes: u64) -> Result<Entrypoint> {

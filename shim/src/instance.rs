@@ -21,7 +21,9 @@ use crate::admission::{self, Admitted, Gathered, Refusal};
 use crate::compile::CompileError;
 use crate::container::Container;
 use crate::engine::Flavor;
-use crate::entrypoint::{self, Entrypoint, ModuleSource, RootfsFile, WasmKind};
+use crate::entrypoint::{
+    self, ContentLayer, Entrypoint, ModuleSource, NotInRootfs, RootfsFile, WasmKind,
+};
 use crate::exit_cell::ExitCell;
 use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
@@ -274,7 +276,30 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
         env: &facts.env,
         max_bytes: settings.max_module_bytes,
     }
-    .read();
+    .read()
+    .or_else(|missing| {
+        // Not a file of the rootfs: the image may carry its module as a Wasm layer.
+        if missing.downcast_ref::<NotInRootfs>().is_none() {
+            return Err(missing);
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Err(missing);
+        };
+        let layer = ContentLayer {
+            handle: &handle,
+            address: &cfg.containerd_address,
+            namespace: &cfg.namespace,
+            id,
+            max_bytes: settings.max_module_bytes,
+        };
+        match layer.read_layer() {
+            Ok(Some(entry)) => Ok(entry),
+            Ok(None) => Err(missing),
+            Err(e) => Err(anyhow::anyhow!(
+                "{missing:#}; reading the image's Wasm layer from containerd failed too: {e:#}"
+            )),
+        }
+    });
     ctx.module_digest = entry
         .as_ref()
         .ok()

@@ -11,6 +11,7 @@ mod cache;
 mod cgi;
 mod compile;
 mod container;
+mod content_store;
 mod dns;
 mod engine;
 mod entrypoint;
