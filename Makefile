@@ -3,12 +3,13 @@
 #   make demo    the whole path on this machine: private containerd, shim installed, a Wasm
 #                image run deny-by-default, a denial, the audit log verified
 #   make test    unit tests and the integration tests on a real containerd (needs root)
-#   make bench   start latency and memory against runc running the same program natively
+#   make bench   start latency, memory and HTTP throughput/latency (wrk) against runc running
+#                the same program natively (needs root)
 
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := containerd runc protobuf-compiler libseccomp-dev pkg-config clang lld \
-	wasi-libc libclang-rt-14-dev-wasm32 iproute2 procps ca-certificates
+	wasi-libc libclang-rt-14-dev-wasm32 iproute2 procps ca-certificates wrk
 
 .PHONY: all build shim-digest deps test unit integration lint demo bench clean
 
@@ -58,6 +59,8 @@ demo:
 	$(CARGO) run -q -p warden-test --bin demo
 
 bench:
+	@if [ "$$(id -u)" != 0 ]; then echo "make bench starts a private containerd: run it as root" >&2; exit 1; fi
+	@$(MAKE) --no-print-directory deps
 	$(CARGO) build --release --workspace --bins
 	@$(MAKE) --no-print-directory shim-digest PROFILE_DIR=release
 	$(CARGO) run --release -q -p warden-audit --example audit_bench -- 2000 100

@@ -6,16 +6,31 @@
 //!   warm under a profile that grants env, a mount and limits (against strict, interleaved).
 //! - Memory of one sleeping container: RSS and PSS summed over the shim's whole process tree
 //!   (shim, zygotes, container process), warden against runc.
+//! - HTTP: requests per second and p50/p99 latency of `wrk -t2 -c50 -d10s --latency` (Debian's
+//!   `wrk`, which `make deps` installs; the bench fails without it) against `GET /` of the
+//!   `wasi:http` component `test/guests/http-service` under warden, run under profile `bench`,
+//!   which has an egress rule loaded (`http.outbound`), and against the same answer from a
+//!   static native hyper server (`test/guests/native-http`) under runc. Both serve on a free
+//!   port of 127.0.0.1 with `ctr run --net-host`, get 1 s of `wrk` as warm-up first, and are
+//!   stopped with SIGTERM (and must exit 0). Reported: req/s, p50, p99 and the ratio
+//!   warden / runc of req/s. The load generator shares the machine's CPUs with the server.
 //!
 //! Runs per case: `WARDEN_BENCH_RUNS` (default 20). Reported as min/median/max and as ratios
 //! of medians against the baseline, because absolute times depend on the machine.
+//!
+//! `WARDEN_BENCH_ONLY=SECTION[,SECTION...]` runs only the named sections, among `latency`,
+//! `memory` and `http` (unset: all), e.g. `WARDEN_BENCH_ONLY=http cargo run --release -p
+//! warden-test --bin bench` for the HTTP numbers alone (about 40 s once built).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use warden_test::containerd::{Containerd, Options, RunOpts};
-use warden_test::guests::{Wasi, build_guests};
+use warden_test::guests::{Guests, Wasi, build_guests};
+use warden_test::http::{free_port, get, wait_listening};
 use warden_test::image::ImageBuilder;
 
 const POLICY: &str = r#"version = 1
@@ -26,7 +41,14 @@ mounts = [{ path = "/config" }]
 [profiles.granted.limits]
 memory = "64Mi"
 deadline = "30s"
+[profiles.bench]
+namespaces = ["*"]
+[profiles.bench.http]
+outbound = ["http://127.0.0.1:9"]
 "#;
+
+/// The sections of the bench, in the order they run.
+const SECTIONS: &[&str] = &["latency", "memory", "http"];
 
 struct Stats {
     name: String,
@@ -51,8 +73,36 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
+/// The sections `WARDEN_BENCH_ONLY` names (comma-separated), or all of them.
+fn selected_sections() -> Vec<&'static str> {
+    let Ok(only) = std::env::var("WARDEN_BENCH_ONLY") else {
+        return SECTIONS.to_vec();
+    };
+    let named: Vec<&str> = only
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(bad) = named.iter().find(|n| !SECTIONS.contains(n)) {
+        panic!("WARDEN_BENCH_ONLY names {bad:?}; the sections are {SECTIONS:?}");
+    }
+    SECTIONS
+        .iter()
+        .copied()
+        .filter(|s| named.is_empty() || named.contains(s))
+        .collect()
+}
+
 fn main() {
     warden_test::require_root();
+    let sections = selected_sections();
+    // Checked first, so that a missing `wrk` fails the bench before its long sections.
+    if sections.contains(&"http") {
+        assert!(
+            warden_test::find_in_path("wrk").is_some(),
+            "the HTTP bench needs `wrk` on PATH: apt-get install wrk (`make bench` installs it through `make deps`)"
+        );
+    }
     let runs: usize = std::env::var("WARDEN_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -94,14 +144,18 @@ fn main() {
     };
     let p1 = wasm_image("p1", guests.p1("hello"));
     let p2 = wasm_image("p2", guests.bytes(Wasi::P2, "hello"));
+    let p3 = wasm_image("p3", guests.p3_bytes("p3-hello"));
     let sleeper = wasm_image("sleep", guests.p1("sleep"));
 
-    // WARDEN_BENCH_ONLY=memory skips the latency cases (for iterating on memory).
-    let only_memory = std::env::var("WARDEN_BENCH_ONLY").is_ok_and(|v| v == "memory");
-    if !only_memory {
-        latency(&c, runs, &cache, &p1, &p2);
+    if sections.contains(&"latency") {
+        latency(&c, runs, &cache, &p1, &p2, &p3);
     }
-    memory(&c, &sleeper);
+    if sections.contains(&"memory") {
+        memory(&c, &sleeper);
+    }
+    if sections.contains(&"http") {
+        http(&c, guests, &files.path().join("audit.jsonl"));
+    }
     // WARDEN_BENCH_LOG=1: the shim's own timings, for finding where a start spends its time.
     if std::env::var("WARDEN_BENCH_LOG").is_ok() {
         for l in c.log().lines().filter(|l| {
@@ -112,7 +166,7 @@ fn main() {
     }
 }
 
-fn latency(c: &Containerd, runs: usize, cache: &Path, p1: &str, p2: &str) {
+fn latency(c: &Containerd, runs: usize, cache: &Path, p1: &str, p2: &str, p3: &str) {
     let run = |image: &str, opts: RunOpts, args: &[&str]| -> Duration {
         let id = c.unique_id("b");
         let r = c.run(image, &id, opts.args(args.iter().copied()));
@@ -142,6 +196,9 @@ fn latency(c: &Containerd, runs: usize, cache: &Path, p1: &str, p2: &str) {
     let warm_p2 = measure("warden p2 component, warm cache", &|| {
         run(p2, RunOpts::warden(), &["/app.wasm"])
     });
+    let warm_p3 = measure("warden WASI 0.3 component, warm cache", &|| {
+        run(p3, RunOpts::warden(), &["/app.wasm"])
+    });
     // Strict and granted interleaved, so that drift affects both alike.
     let mut strict = Stats {
         name: "warden p1 warm, strict profile".into(),
@@ -167,7 +224,7 @@ fn latency(c: &Containerd, runs: usize, cache: &Path, p1: &str, p2: &str) {
     let base = runc.median().as_secs_f64();
     println!("| case | min ms | median ms | max ms | median / runc |");
     println!("|---|---|---|---|---|");
-    for s in [&runc, &cold, &warm, &warm_p2, &strict, &granted] {
+    for s in [&runc, &cold, &warm, &warm_p2, &warm_p3, &strict, &granted] {
         println!(
             "| {} | {} | {} | {} | {:.2} |",
             s.name,
@@ -210,6 +267,284 @@ fn memory(c: &Containerd, sleeper: &str) {
         w_rss / 1024.0,
         w_pss / 1024.0,
         w_pss / runc_pss
+    );
+}
+
+/// `wrk`'s load: threads, connections, seconds measured, seconds of warm-up before.
+const WRK_THREADS: u32 = 2;
+const WRK_CONNECTIONS: u32 = 50;
+const WRK_SECONDS: u32 = 10;
+const WRK_WARMUP_SECONDS: u32 = 1;
+
+/// What the HTTP services answer to `GET /`.
+const HTTP_BODY: &str = "hello from warden http\n";
+
+/// What one `wrk` run measured.
+#[derive(Debug, Clone, PartialEq)]
+struct Load {
+    requests_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    requests: u64,
+    /// Socket errors (connect, read, write, timeout).
+    socket_errors: u64,
+    /// Responses with a status outside 2xx and 3xx.
+    bad_responses: u64,
+}
+
+/// One HTTP server under load.
+struct Served {
+    name: &'static str,
+    load: Load,
+    /// From `ctr run` to the port accepting connections.
+    listening_after: Duration,
+    /// From SIGTERM to `ctr run` returning.
+    stopped_after: Duration,
+}
+
+fn http(c: &Containerd, guests: &Guests, audit_log: &Path) {
+    let started = Instant::now();
+    println!(
+        "\nhttp: wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{WRK_SECONDS}s --latency, GET /, after {WRK_WARMUP_SECONDS} s of warm-up; ctr run --net-host on 127.0.0.1"
+    );
+    let component = std::fs::read(guests.http_service()).expect("the http-service component");
+    let wasm_image = "localhost/bench/http-wasm:1";
+    c.import_image(&ImageBuilder::wasm_rootfs(
+        wasm_image,
+        "/app.wasm",
+        component,
+    ));
+    let native = std::fs::read(guests.native_http()).expect("the native-http server");
+    let native_image = "localhost/bench/http-native:1";
+    c.import_image(
+        &ImageBuilder::new(native_image)
+            .file("/server", native, 0o755)
+            .entrypoint(["/server"]),
+    );
+
+    let runc = serve_under_load(
+        c,
+        "runc + static native hyper",
+        native_image,
+        RunOpts::default().args(["/server"]),
+    );
+    let warden_id = c.unique_id("http");
+    let warden = serve_under_load_as(
+        c,
+        "warden wasi:http component, egress policy",
+        wasm_image,
+        &warden_id,
+        RunOpts::warden()
+            .annotation("warden.dev/profile", "bench")
+            .args(["/app.wasm"]),
+    );
+    check_profile(audit_log, &warden_id, "bench");
+
+    let base = runc.load.requests_per_sec;
+    println!("| server | req/s | p50 ms | p99 ms | requests | socket errors | req/s / runc |");
+    println!("|---|---|---|---|---|---|---|");
+    for s in [&runc, &warden] {
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} | {:.2} |",
+            s.name,
+            s.load.requests_per_sec,
+            ms2(s.load.p50),
+            ms2(s.load.p99),
+            s.load.requests,
+            s.load.socket_errors,
+            s.load.requests_per_sec / base
+        );
+    }
+    println!(
+        "\nwarden / runc req/s: {:.3}; p99: warden {} ms, runc {} ms",
+        warden.load.requests_per_sec / base,
+        ms2(warden.load.p99),
+        ms2(runc.load.p99)
+    );
+    println!(
+        "listening after ctr run: runc {} ms, warden {} ms; SIGTERM to exit: runc {} ms, warden {} ms",
+        ms(runc.listening_after),
+        ms(warden.listening_after),
+        ms(runc.stopped_after),
+        ms(warden.stopped_after)
+    );
+    println!(
+        "(http section took {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn ms2(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn serve_under_load(c: &Containerd, name: &'static str, image: &str, opts: RunOpts) -> Served {
+    let id = c.unique_id("http");
+    serve_under_load_as(c, name, image, &id, opts)
+}
+
+/// Serves `image` as container `id` on a free port of 127.0.0.1 (`WARDEN_HTTP_ADDR`,
+/// `--net-host`), checks its answer to `GET /`, warms it up, measures it with `wrk`, and stops
+/// it with SIGTERM.
+fn serve_under_load_as(
+    c: &Containerd,
+    name: &'static str,
+    image: &str,
+    id: &str,
+    opts: RunOpts,
+) -> Served {
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut opts = opts.env("WARDEN_HTTP_ADDR", &addr.to_string());
+    opts.net_host = true;
+    let start = Instant::now();
+    let mut running = c.spawn_run(image, id, opts);
+    while !wait_listening(addr, Duration::from_millis(200)) {
+        if running.has_exited() || start.elapsed() > Duration::from_secs(60) {
+            let r = running.wait(Duration::from_secs(5));
+            panic!(
+                "{name}: nothing listens on {addr}: {r:?}\n--- containerd log ---\n{}",
+                c.log_tail(40)
+            );
+        }
+    }
+    let listening_after = start.elapsed();
+    let r = get(addr, "/").unwrap_or_else(|e| panic!("{name}: GET / on {addr}: {e}"));
+    assert!(
+        r.status == 200 && r.text() == HTTP_BODY,
+        "{name}: GET / answered {r:?}"
+    );
+    wrk(name, addr, WRK_WARMUP_SECONDS);
+    let load = wrk(name, addr, WRK_SECONDS);
+    let stop = Instant::now();
+    c.kill_task(id, "SIGTERM");
+    let out = running
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{name}: after SIGTERM: {e}"));
+    let stopped_after = stop.elapsed();
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{name}: SIGTERM must end the server cleanly; stderr (end):\n{}\n--- containerd log ---\n{}",
+        tail(&out.stderr, 20),
+        c.log_tail(40)
+    );
+    // What the server said about itself (warden: which instance allocator it uses), without
+    // the access lines.
+    for line in out
+        .stdout
+        .lines()
+        .chain(out.stderr.lines())
+        .filter(|l| !l.contains(" access method="))
+        .take(5)
+    {
+        println!("   {name}: {line}");
+    }
+    Served {
+        name,
+        load,
+        listening_after,
+        stopped_after,
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs `wrk` against `GET /` of `addr` for `seconds`; panics unless every response was
+/// 2xx/3xx.
+fn wrk(name: &str, addr: SocketAddr, seconds: u32) -> Load {
+    let mut command = Command::new("wrk");
+    command.args([
+        format!("-t{WRK_THREADS}"),
+        format!("-c{WRK_CONNECTIONS}"),
+        format!("-d{seconds}s"),
+        "--latency".into(),
+        format!("http://{addr}/"),
+    ]);
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run wrk (apt-get install wrk): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{name}: wrk failed ({}):\n{text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let load =
+        parse_wrk(&text).unwrap_or_else(|| panic!("{name}: cannot read wrk's output:\n{text}"));
+    assert_eq!(
+        load.bad_responses, 0,
+        "{name}: responses other than 2xx/3xx under load:\n{text}"
+    );
+    load
+}
+
+/// Reads requests/sec, the 50% and 99% latency lines, the request count and the errors from
+/// the output of `wrk --latency`.
+fn parse_wrk(out: &str) -> Option<Load> {
+    let (mut rps, mut p50, mut p99, mut requests) = (None, None, None, None);
+    let (mut socket_errors, mut bad_responses) = (0, 0);
+    for line in out.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", v] => rps = v.parse::<f64>().ok(),
+            ["50%", v] => p50 = wrk_duration(v),
+            ["99%", v] => p99 = wrk_duration(v),
+            [n, "requests", "in", ..] => requests = n.parse::<u64>().ok(),
+            ["Socket", "errors:", rest @ ..] => {
+                socket_errors = rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum();
+            }
+            ["Non-2xx", "or", "3xx", "responses:", n] => bad_responses = n.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(Load {
+        requests_per_sec: rps?,
+        p50: p50?,
+        p99: p99?,
+        requests: requests?,
+        socket_errors,
+        bad_responses,
+    })
+}
+
+/// A latency as `wrk` prints it: `287.00us`, `1.80ms`, `2.00s`, `1.50m`.
+fn wrk_duration(text: &str) -> Option<Duration> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let value: f64 = text[..split].parse().ok()?;
+    let seconds = match &text[split..] {
+        "us" => value / 1e6,
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// Checks in the audit log that container `id` ran under `profile`, i.e. that the policy
+/// with the egress rule was the one in force.
+fn check_profile(audit_log: &Path, id: &str, profile: &str) {
+    let text = std::fs::read_to_string(audit_log)
+        .unwrap_or_else(|e| panic!("cannot read the audit log {}: {e}", audit_log.display()));
+    let profiles: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["container_id"] == id)
+        .filter_map(|r| r["profile"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        !profiles.is_empty() && profiles.iter().all(|p| p == profile),
+        "container {id} should have run under profile {profile:?}; the audit log names {profiles:?}"
     );
 }
 
@@ -335,4 +670,51 @@ fn top_mappings(pid: u32, n: usize) -> Vec<(String, f64)> {
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
     v.truncate(n);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_is_read() {
+        let out = "Running 10s test @ http://127.0.0.1:18555/
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.47ms    2.61ms  36.12ms   88.60%
+    Req/Sec    51.44k    11.90k   92.38k    85.00%
+  Latency Distribution
+     50%  287.00us
+     75%    1.80ms
+     90%    4.40ms
+     99%   11.85ms
+  307853 requests in 3.01s, 43.16MB read
+  Socket errors: connect 0, read 2, write 0, timeout 3
+Requests/sec: 102342.98
+Transfer/sec:     14.35MB
+";
+        let load = parse_wrk(out).expect("parsed");
+        assert_eq!(load.requests_per_sec, 102342.98);
+        let micros = |d: Duration| (d.as_secs_f64() * 1e6).round();
+        assert_eq!(micros(load.p50), 287.0);
+        assert_eq!(micros(load.p99), 11_850.0);
+        assert_eq!(load.requests, 307853);
+        assert_eq!(load.socket_errors, 5);
+        assert_eq!(load.bad_responses, 0);
+        let bad = out.replace(
+            "Requests/sec",
+            "  Non-2xx or 3xx responses: 17\nRequests/sec",
+        );
+        assert_eq!(parse_wrk(&bad).map(|l| l.bad_responses), Some(17));
+        assert_eq!(parse_wrk("Requests/sec: 1\n"), None);
+    }
+
+    #[test]
+    fn wrk_durations() {
+        assert_eq!(wrk_duration("2.00s"), Some(Duration::from_secs(2)));
+        assert_eq!(wrk_duration("1.50m"), Some(Duration::from_secs(90)));
+        assert_eq!(wrk_duration("1.00ms"), Some(Duration::from_millis(1)));
+        assert_eq!(wrk_duration("12"), None);
+        assert_eq!(wrk_duration("x"), None);
+    }
 }
