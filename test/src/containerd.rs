@@ -16,6 +16,12 @@
 //!
 //! Do not keep a `Containerd` in a `static`: statics are never dropped, so it would be left
 //! running.
+//!
+//! Which containerd runs is chosen by `WARDEN_TEST_CONTAINERD` (see
+//! [`crate::containerd_versions`]): the system's 1.6 by default, or 1.7 or 2.1 fetched from
+//! Debian's newer suites, whose own `ctr` then drives it. containerd 1.x gets a config of
+//! `version = 2`, 2.x one of `version = 3`; [`Options::extra_config`] is always written with
+//! version 2's CRI tables and is moved to version 3's for 2.x ([`extra_config_to_v3`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,6 +30,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::containerd_versions::{self, Binaries, Release};
 use crate::image::{ImageBuilder, ImageInfo};
 use crate::util::{self, Error};
 
@@ -52,7 +59,9 @@ pub struct Options {
     /// TOML merged into the generated config: tables are merged key by key, other values
     /// replace the generated ones. E.g. a CRI runtime entry:
     /// `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.warden]` /
-    /// `runtime_type = "io.containerd.warden.v1"`.
+    /// `runtime_type = "io.containerd.warden.v1"`. Written as for config version 2
+    /// (containerd 1.x); for containerd 2.x the CRI parts are moved to the plugins of
+    /// version 3 ([`extra_config_to_v3`]). Tables already named as in version 3 stay.
     pub extra_config: String,
     /// Whether to load the CRI plugin (`io.containerd.grpc.v1.cri`), served on the same
     /// socket. Off by default: containerd starts faster without it.
@@ -229,6 +238,7 @@ impl std::error::Error for RunError {}
 /// everything below its directory and removes the directory.
 #[derive(Debug)]
 pub struct Containerd {
+    binaries: &'static Binaries,
     dir: Option<tempfile::TempDir>,
     dir_path: PathBuf,
     child: Option<Child>,
@@ -242,7 +252,8 @@ pub struct Containerd {
 impl Containerd {
     /// Starts containerd and waits (up to [`START_TIMEOUT`]) until `ctr version` answers.
     /// Panics with the reason and containerd's log when it does not; also panics, via
-    /// [`crate::require_root`], when not root or containerd, ctr or runc is missing.
+    /// [`crate::require_root`], when not root or containerd, ctr or runc is missing, and when
+    /// the containerd `WARDEN_TEST_CONTAINERD` chooses cannot be provided.
     pub fn start(options: Options) -> Containerd {
         crate::require_root();
         Containerd::try_start(options).unwrap_or_else(|e| panic!("{e}"))
@@ -250,6 +261,7 @@ impl Containerd {
 
     /// [`Containerd::start`], returning failures instead of panicking.
     pub fn try_start(options: Options) -> Result<Containerd, Error> {
+        let binaries = containerd_versions::selected()?;
         let dir = tempfile::Builder::new()
             .prefix("wt-")
             .rand_bytes(6)
@@ -262,7 +274,13 @@ impl Containerd {
             None => "native".into(),
         };
         let socket = dir_path.join("c.sock");
-        let config = config_toml(&dir_path, &socket, &snapshotter, &options)?;
+        let config = config_toml(
+            &dir_path,
+            &socket,
+            &snapshotter,
+            &options,
+            binaries.release.major,
+        )?;
         let config_path = dir_path.join("config.toml");
         std::fs::write(&config_path, config)
             .map_err(|e| Error::new(format!("cannot write {}: {e}", config_path.display())))?;
@@ -278,9 +296,14 @@ impl Containerd {
             path_var.push(shim_dir);
             path_var.push(":");
         }
+        // containerd starts the first `containerd-shim-runc-v2` on its PATH: its own.
+        if let Some(prefix) = &binaries.path_prefix {
+            path_var.push(prefix);
+            path_var.push(":");
+        }
         path_var.push(std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin".into()));
 
-        let mut command = Command::new("containerd");
+        let mut command = Command::new(&binaries.containerd);
         command
             .arg("--config")
             .arg(&config_path)
@@ -290,10 +313,14 @@ impl Containerd {
             .stdout(log)
             .stderr(log_err);
         let start = Instant::now();
-        let child = command
-            .spawn()
-            .map_err(|e| Error::new(format!("cannot start containerd: {e}")))?;
+        let child = command.spawn().map_err(|e| {
+            Error::new(format!(
+                "cannot start {}: {e}",
+                binaries.containerd.display()
+            ))
+        })?;
         let mut containerd = Containerd {
+            binaries,
             dir: Some(dir),
             dir_path,
             child: Some(child),
@@ -420,6 +447,17 @@ impl Containerd {
         &self.snapshotter
     }
 
+    /// The release of the containerd this instance runs (from `containerd --version`), e.g.
+    /// 1.6.20, 1.7.24 or 2.1.9.
+    pub fn version(&self) -> Release {
+        self.binaries.release
+    }
+
+    /// The containerd and ctr this instance runs, and what `containerd --version` printed.
+    pub fn binaries(&self) -> &'static Binaries {
+        self.binaries
+    }
+
     /// containerd's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
@@ -451,6 +489,12 @@ impl Containerd {
         let record = calls
             .map(|c| format!("echo \"${{WARDEN_RESTART_UNIT:-}}\" >> '{}'\n", c.display()))
             .unwrap_or_default();
+        let path_prefix = self
+            .binaries
+            .path_prefix
+            .as_ref()
+            .map(|dir| format!("PATH='{}':\"$PATH\" ", dir.display()))
+            .unwrap_or_default();
         let script = format!(
             r#"#!/bin/sh
 set -eu
@@ -461,14 +505,16 @@ i=0
 while state=$(awk '{{print $3}}' "/proc/$pid/stat" 2>/dev/null) && [ "$state" != Z ]; do
   i=$((i+1)); [ $i -gt 400 ] && kill -KILL "$pid"; sleep 0.05
 done
-setsid containerd --config '{config}' >> '{log}' 2>&1 < /dev/null &
+{path_prefix}setsid '{containerd}' --config '{config}' >> '{log}' 2>&1 < /dev/null &
 echo $! > "$pidfile"
 i=0
-until ctr --address '{socket}' version > /dev/null 2>&1; do
+until '{ctr}' --address '{socket}' version > /dev/null 2>&1; do
   i=$((i+1)); [ $i -gt 400 ] && {{ echo "containerd did not come back" >&2; exit 1; }}; sleep 0.05
 done
 "#,
             pidfile = pidfile.display(),
+            containerd = self.binaries.containerd.display(),
+            ctr = self.binaries.ctr.display(),
             config = self.config_path().display(),
             log = self.log_path().display(),
             socket = self.socket().display(),
@@ -498,7 +544,7 @@ done
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut command = Command::new("ctr");
+        let mut command = Command::new(&self.binaries.ctr);
         command
             .arg("--address")
             .arg(&self.socket)
@@ -740,7 +786,7 @@ done
 
     fn remove_container_in(&self, namespace: &str, id: &str) {
         let ctr = |args: &[&str]| {
-            let mut command = Command::new("ctr");
+            let mut command = Command::new(&self.binaries.ctr);
             command
                 .arg("--address")
                 .arg(&self.socket)
@@ -758,7 +804,7 @@ done
     /// tear down their containers properly.
     fn remove_all_containers(&self) {
         let list = |args: &[&str]| -> Vec<String> {
-            let mut command = Command::new("ctr");
+            let mut command = Command::new(&self.binaries.ctr);
             command.arg("--address").arg(&self.socket).args(args);
             match util::output_with_timeout(&mut command, Duration::from_secs(10)) {
                 Ok(Ok(output)) if output.status.success() => {
@@ -897,26 +943,75 @@ pub fn overlay_supported() -> bool {
     })
 }
 
-/// The generated config, with [`Options::extra_config`] merged in.
+/// The CRI plugin of config version 2: all of CRI (containerd 1.x); in version 3 only its
+/// server part (streaming).
+pub const CRI_PLUGIN: &str = "io.containerd.grpc.v1.cri";
+/// Version 3's CRI runtime plugin: `containerd.runtimes`, `cni`, the security settings.
+pub const CRI_RUNTIME_PLUGIN_V3: &str = "io.containerd.cri.v1.runtime";
+/// Version 3's CRI images plugin: the snapshotter, the sandbox (pause) image, registries.
+pub const CRI_IMAGES_PLUGIN_V3: &str = "io.containerd.cri.v1.images";
+
+/// Keys of version 2's CRI table that stay in [`CRI_PLUGIN`] in version 3 (its
+/// `ServerConfig`).
+const CRI_SERVER_KEYS: &[&str] = &[
+    "disable_tcp_service",
+    "stream_server_address",
+    "stream_server_port",
+    "stream_idle_timeout",
+    "enable_tls_streaming",
+    "x509_key_pair_streaming",
+];
+/// Keys of version 2's CRI table that move to [`CRI_IMAGES_PLUGIN_V3`] (as containerd 2.x's
+/// own migration of version 2 configs moves them).
+const CRI_IMAGES_KEYS: &[&str] = &[
+    "registry",
+    "image_decryption",
+    "max_concurrent_downloads",
+    "image_pull_progress_timeout",
+    "image_pull_with_sync_fs",
+    "stats_collect_period",
+];
+/// Keys of version 2's CRI `containerd` table that move to [`CRI_IMAGES_PLUGIN_V3`].
+const CRI_IMAGES_CONTAINERD_KEYS: &[&str] = &[
+    "snapshotter",
+    "disable_snapshot_annotations",
+    "discard_unpacked_layers",
+];
+
+/// The generated config for containerd `major` (version 2 for 1.x, version 3 for 2.x), with
+/// [`Options::extra_config`] merged in (moved to version 3's tables for 2.x).
 fn config_toml(
     dir: &Path,
     socket: &Path,
     snapshotter: &str,
     options: &Options,
+    major: u32,
 ) -> Result<String, Error> {
     let path = |sub: &str| dir.join(sub).to_string_lossy().into_owned();
-    let mut disabled = vec![
-        "io.containerd.snapshotter.v1.aufs",
-        "io.containerd.snapshotter.v1.btrfs",
-        "io.containerd.snapshotter.v1.devmapper",
-        "io.containerd.snapshotter.v1.zfs",
-    ];
+    let v3 = major >= 2;
+    let mut disabled = if v3 {
+        vec![
+            "io.containerd.snapshotter.v1.blockfile",
+            "io.containerd.snapshotter.v1.btrfs",
+            "io.containerd.snapshotter.v1.devmapper",
+            "io.containerd.snapshotter.v1.erofs",
+            "io.containerd.snapshotter.v1.zfs",
+        ]
+    } else {
+        vec![
+            "io.containerd.snapshotter.v1.aufs",
+            "io.containerd.snapshotter.v1.btrfs",
+            "io.containerd.snapshotter.v1.devmapper",
+            "io.containerd.snapshotter.v1.zfs",
+        ]
+    };
     if !options.cri {
-        disabled.push("io.containerd.grpc.v1.cri");
+        // In 2.x only the CRI service: without the cri.v1 runtime and images plugins the
+        // pod sandbox controller and the sandbox-controllers service fail to load.
+        disabled.push(CRI_PLUGIN);
     }
-    let generated = format!(
+    let common = format!(
         r#"
-version = 2
 root = {root}
 state = {state}
 disabled_plugins = {disabled}
@@ -936,20 +1031,6 @@ address = ""
 
 [plugins."io.containerd.internal.v1.opt"]
 path = {opt}
-
-[plugins."io.containerd.grpc.v1.cri"]
-restrict_oom_score_adj = true
-disable_apparmor = true
-stream_server_address = "127.0.0.1"
-stream_server_port = "0"
-
-[plugins."io.containerd.grpc.v1.cri".containerd]
-snapshotter = {snapshotter}
-default_runtime_name = "runc"
-
-# A config naming any runtime replaces containerd's built-in list, so runc is named too.
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-runtime_type = "io.containerd.runc.v2"
 "#,
         root = toml_string(&path("root")),
         state = toml_string(&path("state")),
@@ -963,18 +1044,142 @@ runtime_type = "io.containerd.runc.v2"
         ttrpc = toml_string(&path("t.sock")),
         level = toml_string(&options.log_level),
         opt = toml_string(&path("opt")),
-        snapshotter = toml_string(snapshotter),
     );
-    let mut table: toml::Table = generated
+    let snapshotter = toml_string(snapshotter);
+    let cri = if v3 {
+        format!(
+            r#"
+version = 3
+{common}
+[plugins."{CRI_PLUGIN}"]
+stream_server_address = "127.0.0.1"
+stream_server_port = "0"
+
+[plugins."{CRI_IMAGES_PLUGIN_V3}"]
+snapshotter = {snapshotter}
+
+[plugins."{CRI_RUNTIME_PLUGIN_V3}"]
+restrict_oom_score_adj = true
+disable_apparmor = true
+
+[plugins."{CRI_RUNTIME_PLUGIN_V3}".containerd]
+default_runtime_name = "runc"
+
+[plugins."{CRI_RUNTIME_PLUGIN_V3}".containerd.runtimes.runc]
+runtime_type = "io.containerd.runc.v2"
+
+# On by default in 2.x (off in 1.7, absent in 1.6), with one socket for the whole host,
+# /var/run/nri/nri.sock: a second instance with CRI would fail to start ("address already
+# in use").
+[plugins."io.containerd.nri.v1.nri"]
+disable = true
+"#
+        )
+    } else {
+        format!(
+            r#"
+version = 2
+{common}
+[plugins."{CRI_PLUGIN}"]
+restrict_oom_score_adj = true
+disable_apparmor = true
+stream_server_address = "127.0.0.1"
+stream_server_port = "0"
+
+[plugins."{CRI_PLUGIN}".containerd]
+snapshotter = {snapshotter}
+default_runtime_name = "runc"
+
+# A config naming any runtime replaces containerd's built-in list, so runc is named too.
+[plugins."{CRI_PLUGIN}".containerd.runtimes.runc]
+runtime_type = "io.containerd.runc.v2"
+"#
+        )
+    };
+    let mut table: toml::Table = cri
         .parse()
         .map_err(|e| Error::new(format!("generated containerd config does not parse: {e}")))?;
-    let extra: toml::Table = options
+    let mut extra: toml::Table = options
         .extra_config
         .parse()
         .map_err(|e| Error::new(format!("Options::extra_config is not valid TOML: {e}")))?;
+    if v3 {
+        extra = extra_config_to_v3(extra);
+    }
     merge(&mut table, extra);
     toml::to_string(&table)
         .map_err(|e| Error::new(format!("cannot write the containerd config: {e}")))
+}
+
+/// Moves the CRI settings of a version 2 config (`[plugins."io.containerd.grpc.v1.cri"]`,
+/// as callers write [`Options::extra_config`]) to the plugins of version 3, as containerd 2.x
+/// itself migrates a version 2 config:
+///
+/// - the streaming server's keys ([`CRI_SERVER_KEYS`]) stay in `io.containerd.grpc.v1.cri`;
+/// - `sandbox_image` becomes `pinned_images.sandbox` of `io.containerd.cri.v1.images`, which
+///   also gets `registry`, `image_decryption`, the pull settings and `containerd.snapshotter`,
+///   `containerd.disable_snapshot_annotations`, `containerd.discard_unpacked_layers`;
+/// - everything else (`containerd.default_runtime_name`, `containerd.runtimes.*`, `cni`,
+///   `restrict_oom_score_adj`, ...) goes to `io.containerd.cri.v1.runtime`, a runtime's
+///   `sandbox_mode` renamed `sandboxer`.
+///
+/// Other tables, and version 3 tables already in `extra`, are left as they are.
+pub fn extra_config_to_v3(mut extra: toml::Table) -> toml::Table {
+    let Some(toml::Value::Table(plugins)) = extra.get_mut("plugins") else {
+        return extra;
+    };
+    let Some(toml::Value::Table(mut cri)) = plugins.remove(CRI_PLUGIN) else {
+        return extra;
+    };
+    let mut server = toml::Table::new();
+    for key in CRI_SERVER_KEYS {
+        if let Some(value) = cri.remove(*key) {
+            server.insert((*key).into(), value);
+        }
+    }
+    let mut images = toml::Table::new();
+    for key in CRI_IMAGES_KEYS {
+        if let Some(value) = cri.remove(*key) {
+            images.insert((*key).into(), value);
+        }
+    }
+    if let Some(image) = cri.remove("sandbox_image") {
+        let mut pinned = toml::Table::new();
+        pinned.insert("sandbox".into(), image);
+        images.insert("pinned_images".into(), toml::Value::Table(pinned));
+    }
+    if let Some(toml::Value::Table(containerd)) = cri.get_mut("containerd") {
+        for key in CRI_IMAGES_CONTAINERD_KEYS {
+            if let Some(value) = containerd.remove(*key) {
+                images.insert((*key).into(), value);
+            }
+        }
+        if let Some(toml::Value::Table(runtimes)) = containerd.get_mut("runtimes") {
+            for (_, runtime) in runtimes.iter_mut() {
+                if let toml::Value::Table(runtime) = runtime
+                    && let Some(mode) = runtime.remove("sandbox_mode")
+                {
+                    runtime.entry("sandboxer").or_insert(mode);
+                }
+            }
+        }
+        if containerd.is_empty() {
+            cri.remove("containerd");
+        }
+    }
+    for (plugin, settings) in [
+        (CRI_PLUGIN, server),
+        (CRI_IMAGES_PLUGIN_V3, images),
+        (CRI_RUNTIME_PLUGIN_V3, cri),
+    ] {
+        if settings.is_empty() {
+            continue;
+        }
+        let mut moved = toml::Table::new();
+        moved.insert(plugin.into(), toml::Value::Table(settings));
+        merge(plugins, moved);
+    }
+    extra
 }
 
 fn toml_string(text: &str) -> toml::Value {
@@ -1000,11 +1205,16 @@ mod tests {
     use super::*;
 
     fn config(options: &Options) -> toml::Table {
+        config_for(options, 1)
+    }
+
+    fn config_for(options: &Options, major: u32) -> toml::Table {
         config_toml(
             Path::new("/tmp/wt-x"),
             Path::new("/tmp/wt-x/c.sock"),
             "overlayfs",
             options,
+            major,
         )
         .unwrap()
         .parse()
@@ -1068,6 +1278,106 @@ level = "debug"
     }
 
     #[test]
+    fn containerd_2_gets_config_version_3() {
+        let table = config_for(&Options::default(), 2);
+        assert_eq!(table["version"].as_integer(), Some(3));
+        assert_eq!(table["root"].as_str(), Some("/tmp/wt-x/root"));
+        let plugins = &table["plugins"];
+        assert_eq!(
+            plugins[CRI_PLUGIN]["stream_server_port"].as_str(),
+            Some("0")
+        );
+        assert!(plugins[CRI_PLUGIN].get("restrict_oom_score_adj").is_none());
+        assert_eq!(
+            plugins[CRI_IMAGES_PLUGIN_V3]["snapshotter"].as_str(),
+            Some("overlayfs")
+        );
+        let runtime = &plugins[CRI_RUNTIME_PLUGIN_V3];
+        assert_eq!(runtime["restrict_oom_score_adj"].as_bool(), Some(true));
+        assert_eq!(
+            runtime["containerd"]["runtimes"]["runc"]["runtime_type"].as_str(),
+            Some("io.containerd.runc.v2")
+        );
+        assert_eq!(
+            plugins["io.containerd.nri.v1.nri"]["disable"].as_bool(),
+            Some(true)
+        );
+        let disabled = table["disabled_plugins"].as_array().unwrap();
+        assert!(disabled.iter().any(|p| p.as_str() == Some(CRI_PLUGIN)));
+        assert!(
+            !disabled
+                .iter()
+                .any(|p| p.as_str() == Some(CRI_RUNTIME_PLUGIN_V3))
+        );
+    }
+
+    #[test]
+    fn extra_config_moves_to_version_3_tables() {
+        let table = config_for(
+            &Options {
+                cri: true,
+                extra_config: r#"
+[plugins."io.containerd.grpc.v1.cri"]
+sandbox_image = "localhost/pause:1"
+stream_idle_timeout = "1h"
+enable_cdi = false
+
+[plugins."io.containerd.grpc.v1.cri".containerd]
+snapshotter = "native"
+default_runtime_name = "warden"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.warden]
+runtime_type = "io.containerd.warden.v1"
+pod_annotations = ["warden.dev/*"]
+sandbox_mode = "podsandbox"
+
+[plugins."io.containerd.cri.v1.runtime".cni]
+conf_dir = "/x"
+
+[debug]
+level = "debug"
+"#
+                .into(),
+                ..Options::default()
+            },
+            2,
+        );
+        let plugins = &table["plugins"];
+        let server = plugins[CRI_PLUGIN].as_table().unwrap();
+        assert_eq!(server["stream_idle_timeout"].as_str(), Some("1h"));
+        assert_eq!(server["stream_server_address"].as_str(), Some("127.0.0.1"));
+        assert!(server.get("sandbox_image").is_none(), "{server:?}");
+        assert!(server.get("containerd").is_none(), "{server:?}");
+        let images = &plugins[CRI_IMAGES_PLUGIN_V3];
+        assert_eq!(
+            images["pinned_images"]["sandbox"].as_str(),
+            Some("localhost/pause:1")
+        );
+        assert_eq!(images["snapshotter"].as_str(), Some("native"));
+        let runtime = &plugins[CRI_RUNTIME_PLUGIN_V3];
+        assert_eq!(runtime["enable_cdi"].as_bool(), Some(false));
+        assert_eq!(runtime["restrict_oom_score_adj"].as_bool(), Some(true));
+        assert_eq!(runtime["cni"]["conf_dir"].as_str(), Some("/x"));
+        let containerd = &runtime["containerd"];
+        assert_eq!(containerd["default_runtime_name"].as_str(), Some("warden"));
+        assert!(containerd.get("snapshotter").is_none());
+        let warden = &containerd["runtimes"]["warden"];
+        assert_eq!(
+            warden["runtime_type"].as_str(),
+            Some("io.containerd.warden.v1")
+        );
+        assert_eq!(warden["sandboxer"].as_str(), Some("podsandbox"));
+        assert!(warden.get("sandbox_mode").is_none());
+        assert_eq!(
+            containerd["runtimes"]["runc"]["runtime_type"].as_str(),
+            Some("io.containerd.runc.v2")
+        );
+        assert_eq!(table["debug"]["level"].as_str(), Some("debug"));
+        let disabled = table["disabled_plugins"].as_array().unwrap();
+        assert!(!disabled.iter().any(|p| p.as_str() == Some(CRI_PLUGIN)));
+    }
+
+    #[test]
     fn bad_extra_config_is_an_error() {
         let result = config_toml(
             Path::new("/tmp/wt-x"),
@@ -1077,6 +1387,7 @@ level = "debug"
                 extra_config: "[[oops".into(),
                 ..Options::default()
             },
+            1,
         );
         assert!(result.unwrap_err().0.contains("extra_config"));
     }
@@ -1085,6 +1396,7 @@ level = "debug"
     fn run_args_follow_the_options() {
         // A Containerd value that was never started: only its paths are used here.
         let containerd = Containerd {
+            binaries: Box::leak(Box::new(Binaries::on_path_unchecked())),
             dir: None,
             dir_path: PathBuf::from("/tmp/wt-x"),
             child: None,

@@ -10,6 +10,7 @@
 //! which calls it): a missing prerequisite fails the test, it never skips it.
 
 pub mod containerd;
+pub mod containerd_versions;
 pub mod guests;
 pub mod http;
 pub mod image;
