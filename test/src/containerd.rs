@@ -1115,7 +1115,8 @@ runtime_type = "io.containerd.runc.v2"
 /// as callers write [`Options::extra_config`]) to the plugins of version 3, as containerd 2.x
 /// itself migrates a version 2 config:
 ///
-/// - the streaming server's keys ([`CRI_SERVER_KEYS`]) stay in `io.containerd.grpc.v1.cri`;
+/// - the streaming server's keys (`stream_server_address`, `stream_server_port`, ...) stay in
+///   `io.containerd.grpc.v1.cri`;
 /// - `sandbox_image` becomes `pinned_images.sandbox` of `io.containerd.cri.v1.images`, which
 ///   also gets `registry`, `image_decryption`, the pull settings and `containerd.snapshotter`,
 ///   `containerd.disable_snapshot_annotations`, `containerd.discard_unpacked_layers`;

@@ -10,9 +10,9 @@
 //! | `2.1` | Debian sid's `containerd` package (2.1.x) |
 //! | a directory | its `containerd` and `ctr` (e.g. a release tarball's `bin/`) |
 //!
-//! The Debian packages are fetched once and kept ([`bin_dir`]): into
-//! `$WARDEN_CONTAINERD_CACHE/<version>` when that variable is set, else into
-//! `<target dir>/containerd-versions/<version>`. The cache is laid out as
+//! The Debian packages are fetched once and kept ([`bin_dir`], [`cache_dir`]): into
+//! `$WARDEN_CONTAINERD_CACHE` when that variable is set (the directory of the one version
+//! chosen), else into `<target dir>/containerd-versions/<version>`. The cache is laid out as
 //!
 //! ```text
 //! containerd-versions/
@@ -23,6 +23,10 @@
 //!   2.1.lock
 //!   2.1/ ...
 //! ```
+//!
+//! (with `$WARDEN_CONTAINERD_CACHE=/c/v`: `/c/v.lock` and `/c/v/`). A cache that holds another
+//! release than the one asked for (`WARDEN_CONTAINERD_CACHE` left pointing at 1.7's with
+//! `WARDEN_TEST_CONTAINERD=2.1`) is an error, not used.
 //!
 //! A fetch runs `apt-get update` and `apt-get download containerd` with a private sources list
 //! (the suite on the mirror, and with the keyring, of the system's own apt sources) and private
@@ -45,8 +49,8 @@ use crate::util::{self, Error};
 
 /// The environment variable that chooses the version.
 pub const VERSION_ENV: &str = "WARDEN_TEST_CONTAINERD";
-/// The environment variable that names the cache's root (default
-/// `<target dir>/containerd-versions`).
+/// The environment variable that names the chosen version's cache directory (default
+/// `<target dir>/containerd-versions/<version>`).
 pub const CACHE_ENV: &str = "WARDEN_CONTAINERD_CACHE";
 /// The Debian package that holds containerd and ctr.
 pub const PACKAGE: &str = "containerd";
@@ -224,6 +228,15 @@ impl Binaries {
                 containerd.display()
             ))
         })?;
+        if let Some((major, minor)) = version.expected_release()
+            && (release.major, release.minor) != (major, minor)
+        {
+            return Err(Error::new(format!(
+                "{} is containerd {release}, not {version} ({version_output}); is {CACHE_ENV} \
+                 the cache of another version?",
+                containerd.display()
+            )));
+        }
         let path_prefix = (!matches!(version, Version::V1_6)).then(|| dir.clone());
         Ok(Binaries {
             version: version.clone(),
@@ -300,18 +313,21 @@ pub fn bin_dir(version: &Version) -> Result<PathBuf, Error> {
             }
         }
         Version::V1_7 | Version::V2_1 => {
-            let version_dir = cache_root().join(version.label());
+            let version_dir = cache_dir(version);
             fetched(version, &version_dir)?;
             Ok(version_dir.join("usr/bin"))
         }
     }
 }
 
-/// The cache's root: `$WARDEN_CONTAINERD_CACHE`, else `<target dir>/containerd-versions`.
-pub fn cache_root() -> PathBuf {
+/// Where `version`'s package is kept: `$WARDEN_CONTAINERD_CACHE`, else
+/// `<target dir>/containerd-versions/<version>`.
+pub fn cache_dir(version: &Version) -> PathBuf {
     match std::env::var_os(CACHE_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => crate::target_dir().join("containerd-versions"),
+        _ => crate::target_dir()
+            .join("containerd-versions")
+            .join(version.label()),
     }
 }
 
@@ -329,13 +345,22 @@ fn fetched(version: &Version, version_dir: &Path) -> Result<(), Error> {
     if complete(version_dir) {
         return Ok(());
     }
-    let root = version_dir
-        .parent()
-        .ok_or_else(|| Error::new(format!("{} has no parent", version_dir.display())))?;
+    let (Some(root), Some(name)) = (version_dir.parent(), version_dir.file_name()) else {
+        return Err(Error::new(format!(
+            "{} cannot be a cache directory: it has no parent or no name",
+            version_dir.display()
+        )));
+    };
+    let root = if root.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        root
+    };
     std::fs::create_dir_all(root)
         .map_err(|e| Error::new(format!("cannot create {}: {e}", root.display())))?;
+    let name = name.to_string_lossy();
     let label = version.label();
-    let lock_path = root.join(format!("{label}.lock"));
+    let lock_path = root.join(format!("{name}.lock"));
     let lock_file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -352,8 +377,8 @@ fn fetched(version: &Version, version_dir: &Path) -> Result<(), Error> {
     }
     // Left by a process that died while it worked: no one else works on them, the lock is
     // ours.
-    let partial_prefix = format!(".{label}.partial-");
-    let work_prefix = format!(".{label}.work-");
+    let partial_prefix = format!(".{name}.partial-");
+    let work_prefix = format!(".{name}.work-");
     if let Ok(entries) = std::fs::read_dir(root) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();

@@ -303,10 +303,15 @@ fn a_wasm_pod_runs_through_cri() {
 
     n.set_policy("version = 1\n");
     let image = n.guest(Wasi::P1, "hello");
-    assert!(
-        n.cri.image_status(&image).expect("ImageStatus").is_some(),
-        "CRI does not see the imported image"
-    );
+    // containerd 2.x fills CRI's image cache a few milliseconds after an import.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while n.cri.image_status(&image).expect("ImageStatus").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "CRI does not see the imported image"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pod = n.pod("hello", "default");
     let pod_id = n.run_pod(&pod);
     let (status, log) = n.run_to_exit(&pod_id, &pod, ContainerSpec::new("hello", &image));
