@@ -28,7 +28,7 @@ use crate::dns;
 use crate::guest_output::{LineOutput, Target};
 use crate::http_egress::{Egress, EgressHooks};
 use crate::http_server::{Body, Handler, text_response};
-use crate::run::{LimitHit, MemoryLimiter};
+use crate::run::{LimitHit, LimitKind, MemoryLimiter};
 use crate::wasi_ctx::WasiMaker;
 
 pub struct HttpProxy(pub Component);
@@ -93,26 +93,119 @@ impl Runner for HttpProxy {
                 service.env.on_deny.clone(),
             );
             Ok(Arc::new(ProxyHandler {
-                engine,
                 pre,
-                wasi,
-                dns: service.dns,
-                limits: service.limits,
-                egress,
-                records: service.records,
+                kit: RequestKit {
+                    engine,
+                    wasi,
+                    dns: service.dns,
+                    limits: service.limits,
+                    egress,
+                    records: service.records,
+                },
             }) as Arc<dyn Handler>)
         })
     }
 }
 
 struct ProxyHandler {
-    engine: Engine,
     pre: ProxyPre<ProxyState>,
-    wasi: Arc<WasiMaker>,
-    dns: dns::NameLookup,
-    limits: Limits,
-    egress: Arc<Egress>,
-    records: Arc<LimitRecords>,
+    kit: RequestKit,
+}
+
+/// What the 0.2 and 0.3 `wasi:http` handlers share: how a request's store is made, and how
+/// a request's end is reported and answered.
+pub struct RequestKit {
+    pub engine: Engine,
+    pub wasi: Arc<WasiMaker>,
+    pub dns: dns::NameLookup,
+    pub limits: Limits,
+    pub egress: Arc<Egress>,
+    pub records: Arc<LimitRecords>,
+}
+
+impl RequestKit {
+    /// When a request that started at `started` must have ended.
+    pub fn deadline(&self, started: Instant) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(started + request_deadline(&self.limits))
+    }
+
+    /// A request's store: its own WASI context from the grants (no stdin; stdout and stderr
+    /// whole lines to the container's), its memory budget, fuel and deadline, and
+    /// `wasi:http` through the egress.
+    pub fn store(&self, hit: &LimitHit, started: Instant) -> anyhow::Result<Store<ProxyState>> {
+        let mut wasi = self.wasi.make()?;
+        wasi.stdin(tokio::io::empty())
+            .stdout(LineOutput::new(Target::Stdout))
+            .stderr(LineOutput::new(Target::Stderr));
+        let state = GuestState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(self.limits.memory, hit.clone()),
+            dns: self.dns.clone(),
+            extra: HttpExtra::new(self.egress.clone()),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        arm(&mut store, &self.limits, hit, started);
+        Ok(store)
+    }
+
+    /// How the guest's task for one request ended (`ran`: its result, or the deadline),
+    /// recorded: a limit goes to the audit (at most once per kind per minute), every failure
+    /// to the container's stderr.
+    pub fn finish(
+        &self,
+        ran: Result<wasmtime::Result<()>, tokio::time::error::Elapsed>,
+        hit: &LimitHit,
+    ) -> Option<Failure> {
+        let failure = match ran {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Failure::of(&e, hit)),
+            Err(_) => Some(Failure::Limit(
+                LimitKind::RequestDeadline,
+                format!(
+                    "the request ran past its deadline of {}ms",
+                    request_deadline(&self.limits).as_millis()
+                ),
+            )),
+        };
+        if let Some(Failure::Limit(kind, msg)) = &failure {
+            self.records.hit(*kind, msg);
+        }
+        if let Some(f) = &failure {
+            eprintln!("warden-http: request: {}", f.describe());
+        }
+        failure
+    }
+}
+
+/// The response for a request: the guest's head when it set one in time; else what its
+/// task says went wrong; else the deadline's 504.
+pub async fn respond<E: std::fmt::Debug>(
+    head: Result<
+        Result<Result<hyper::Response<Body>, E>, tokio::sync::oneshot::error::RecvError>,
+        tokio::time::error::Elapsed,
+    >,
+    task: tokio::task::JoinHandle<Option<Failure>>,
+) -> hyper::Response<Body> {
+    match head {
+        Ok(Ok(Ok(response))) => response,
+        Ok(Ok(Err(code))) => {
+            eprintln!("warden-http: the handler answered with an error: {code:?}");
+            text_response(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+        // The guest dropped the response without setting it: it ended, one way or another;
+        // the task says how.
+        Ok(Err(_)) => {
+            let failure = match task.await {
+                Ok(Some(f)) => f,
+                Ok(None) => Failure::NoResponse,
+                Err(e) => Failure::Trap(format!("the request task failed: {e}")),
+            };
+            failure_response(&failure)
+        }
+        Err(_) => failure_response(&Failure::Limit(LimitKind::RequestDeadline, String::new())),
+    }
 }
 
 impl Handler for ProxyHandler {
@@ -127,9 +220,9 @@ impl Handler for ProxyHandler {
 impl ProxyHandler {
     async fn answer(self: Arc<Self>, request: hyper::Request<Incoming>) -> hyper::Response<Body> {
         let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started + request_deadline(&self.limits));
+        let deadline = self.kit.deadline(started);
         let hit = LimitHit::default();
-        let mut store = match self.store(&hit, started) {
+        let mut store = match self.kit.store(&hit, started) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("warden-http: cannot set up the request: {e:#}");
@@ -155,7 +248,6 @@ impl ProxyHandler {
         // The guest runs in a task of its own, bounded by the deadline as a whole: it may go
         // on streaming the body after the response head was sent.
         let this = self.clone();
-        let task_hit = hit.clone();
         let task = tokio::spawn(async move {
             let run = async {
                 let proxy = this.pre.instantiate_async(&mut store).await?;
@@ -164,65 +256,11 @@ impl ProxyHandler {
                     .call_handle(&mut store, req, out)
                     .await
             };
-            let failure = match tokio::time::timeout_at(deadline, run).await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(Failure::of(&e, &task_hit)),
-                Err(_) => Some(Failure::Limit(
-                    crate::run::LimitKind::RequestDeadline,
-                    format!(
-                        "the request ran past its deadline of {}ms",
-                        request_deadline(&this.limits).as_millis()
-                    ),
-                )),
-            };
+            let ran = tokio::time::timeout_at(deadline, run).await;
             drop(store);
-            if let Some(Failure::Limit(kind, msg)) = &failure {
-                this.records.hit(*kind, msg);
-            }
-            if let Some(f) = &failure {
-                eprintln!("warden-http: request: {}", f.describe());
-            }
-            failure
+            this.kit.finish(ran, &hit)
         });
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(Ok(response))) => response,
-            Ok(Ok(Err(code))) => {
-                eprintln!("warden-http: the handler answered with an error: {code:?}");
-                text_response(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            }
-            // The guest dropped the response without setting it: it ended, one way or
-            // another; the task says how.
-            Ok(Err(_)) => {
-                let failure = match task.await {
-                    Ok(Some(f)) => f,
-                    Ok(None) => Failure::NoResponse,
-                    Err(e) => Failure::Trap(format!("the request task failed: {e}")),
-                };
-                failure_response(&failure)
-            }
-            Err(_) => failure_response(&Failure::Limit(
-                crate::run::LimitKind::RequestDeadline,
-                String::new(),
-            )),
-        }
-    }
-
-    fn store(&self, hit: &LimitHit, started: Instant) -> anyhow::Result<Store<ProxyState>> {
-        let mut wasi = self.wasi.make()?;
-        wasi.stdin(tokio::io::empty())
-            .stdout(LineOutput::new(Target::Stdout))
-            .stderr(LineOutput::new(Target::Stderr));
-        let state = GuestState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(self.limits.memory, hit.clone()),
-            dns: self.dns.clone(),
-            extra: HttpExtra::new(self.egress.clone()),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        arm(&mut store, &self.limits, hit, started);
-        Ok(store)
+        respond(tokio::time::timeout_at(deadline, rx).await, task).await
     }
 }
 

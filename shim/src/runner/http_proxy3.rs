@@ -19,21 +19,17 @@ use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use warden_policy::Limits;
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store};
+use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p3::Request;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
-use super::http_proxy::{HttpExtra, ProxyState, failure_response};
-use super::request::{Failure, LimitRecords, arm, request_deadline};
+use super::http_proxy::{ProxyState, RequestKit, respond};
 use super::service::{Service, serve_with};
-use super::{GuestState, RunEnv, RunError, Runner};
+use super::{RunEnv, RunError, Runner};
 use crate::dns;
-use crate::guest_output::{LineOutput, Target};
 use crate::http_egress::Egress;
 use crate::http_server::{Body, Handler, text_response};
-use crate::run::{LimitHit, LimitKind, MemoryLimiter};
+use crate::run::LimitHit;
 use crate::wasi_ctx::WasiMaker;
 
 pub struct HttpProxy3(pub Component);
@@ -68,26 +64,23 @@ impl Runner for HttpProxy3 {
                 service.env.on_deny.clone(),
             );
             Ok(Arc::new(Handler3 {
-                engine,
                 pre,
-                wasi,
-                dns: service.dns,
-                limits: service.limits,
-                egress,
-                records: service.records,
+                kit: RequestKit {
+                    engine,
+                    wasi,
+                    dns: service.dns,
+                    limits: service.limits,
+                    egress,
+                    records: service.records,
+                },
             }) as Arc<dyn Handler>)
         })
     }
 }
 
 struct Handler3 {
-    engine: Engine,
     pre: ServicePre<ProxyState>,
-    wasi: Arc<WasiMaker>,
-    dns: dns::NameLookup,
-    limits: Limits,
-    egress: Arc<Egress>,
-    records: Arc<LimitRecords>,
+    kit: RequestKit,
 }
 
 impl Handler for Handler3 {
@@ -105,9 +98,9 @@ type Head = Result<hyper::Response<Body>, String>;
 impl Handler3 {
     async fn answer(self: Arc<Self>, request: hyper::Request<Incoming>) -> hyper::Response<Body> {
         let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started + request_deadline(&self.limits));
+        let deadline = self.kit.deadline(started);
         let hit = LimitHit::default();
-        let mut store = match self.store(&hit, started) {
+        let mut store = match self.kit.store(&hit, started) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("warden-http: cannot set up the request: {e:#}");
@@ -117,7 +110,6 @@ impl Handler3 {
         let (req, request_io) = Request::from_http(&mut store.data_mut().extra.hooks, request);
         let (head_tx, head_rx) = tokio::sync::oneshot::channel::<Head>();
         let this = self.clone();
-        let task_hit = hit.clone();
         let task = tokio::spawn(async move {
             let run = async {
                 let service = this.pre.instantiate_async(&mut store).await?;
@@ -146,59 +138,10 @@ impl Handler3 {
                     })
                     .await?
             };
-            let failure = match tokio::time::timeout_at(deadline, run).await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(Failure::of(&e, &task_hit)),
-                Err(_) => Some(Failure::Limit(
-                    LimitKind::RequestDeadline,
-                    format!(
-                        "the request ran past its deadline of {}ms",
-                        request_deadline(&this.limits).as_millis()
-                    ),
-                )),
-            };
-            if let Some(Failure::Limit(kind, msg)) = &failure {
-                this.records.hit(*kind, msg);
-            }
-            if let Some(f) = &failure {
-                eprintln!("warden-http: request: {}", f.describe());
-            }
-            failure
+            let ran = tokio::time::timeout_at(deadline, run).await;
+            this.kit.finish(ran, &hit)
         });
-        match tokio::time::timeout_at(deadline, head_rx).await {
-            Ok(Ok(Ok(response))) => response,
-            Ok(Ok(Err(code))) => {
-                eprintln!("warden-http: the handler answered with an error: {code}");
-                text_response(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            }
-            Ok(Err(_)) => {
-                let failure = match task.await {
-                    Ok(Some(f)) => f,
-                    Ok(None) => Failure::NoResponse,
-                    Err(e) => Failure::Trap(format!("the request task failed: {e}")),
-                };
-                failure_response(&failure)
-            }
-            Err(_) => failure_response(&Failure::Limit(LimitKind::RequestDeadline, String::new())),
-        }
-    }
-
-    fn store(&self, hit: &LimitHit, started: Instant) -> anyhow::Result<Store<ProxyState>> {
-        let mut wasi = self.wasi.make()?;
-        wasi.stdin(tokio::io::empty())
-            .stdout(LineOutput::new(Target::Stdout))
-            .stderr(LineOutput::new(Target::Stderr));
-        let state = GuestState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(self.limits.memory, hit.clone()),
-            dns: self.dns.clone(),
-            extra: HttpExtra::new(self.egress.clone()),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        arm(&mut store, &self.limits, hit, started);
-        Ok(store)
+        respond(tokio::time::timeout_at(deadline, head_rx).await, task).await
     }
 }
 
