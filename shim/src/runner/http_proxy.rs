@@ -87,21 +87,9 @@ impl Runner for HttpProxy {
                          wasi:random, wasi:sockets)",
                     ))
                 })?;
-            let egress = Egress::new(
-                service.env.http.clone(),
-                service.env.resolver.clone(),
-                service.env.on_deny.clone(),
-            );
             Ok(Arc::new(ProxyHandler {
                 pre,
-                kit: RequestKit {
-                    engine,
-                    wasi,
-                    dns: service.dns,
-                    limits: service.limits,
-                    egress,
-                    records: service.records,
-                },
+                kit: RequestKit::new(engine, wasi, service),
             }) as Arc<dyn Handler>)
         })
     }
@@ -124,6 +112,17 @@ pub struct RequestKit {
 }
 
 impl RequestKit {
+    pub fn new(engine: Engine, wasi: Arc<WasiMaker>, service: Service) -> Self {
+        RequestKit {
+            egress: service.env.egress(),
+            engine,
+            wasi,
+            dns: service.dns,
+            limits: service.limits,
+            records: service.records,
+        }
+    }
+
     /// When a request that started at `started` must have ended.
     pub fn deadline(&self, started: Instant) -> tokio::time::Instant {
         tokio::time::Instant::from_std(started + request_deadline(&self.limits))

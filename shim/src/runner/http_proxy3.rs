@@ -27,7 +27,6 @@ use super::http_proxy::{ProxyState, RequestKit, respond};
 use super::service::{Service, serve_with};
 use super::{RunEnv, RunError, Runner};
 use crate::dns;
-use crate::http_egress::Egress;
 use crate::http_server::{Body, Handler, text_response};
 use crate::run::LimitHit;
 use crate::wasi_ctx::WasiMaker;
@@ -58,21 +57,9 @@ impl Runner for HttpProxy3 {
                          wasi:http/handler@0.3 and import only what warden provides",
                     ))
                 })?;
-            let egress = Egress::new(
-                service.env.http.clone(),
-                service.env.resolver.clone(),
-                service.env.on_deny.clone(),
-            );
             Ok(Arc::new(Handler3 {
                 pre,
-                kit: RequestKit {
-                    engine,
-                    wasi,
-                    dns: service.dns,
-                    limits: service.limits,
-                    egress,
-                    records: service.records,
-                },
+                kit: RequestKit::new(engine, wasi, service),
             }) as Arc<dyn Handler>)
         })
     }

@@ -56,6 +56,16 @@ pub struct ServiceEnv {
 }
 
 impl ServiceEnv {
+    /// The egress for outgoing `wasi:http` requests under this grant (see
+    /// [`crate::http_egress`]).
+    pub fn egress(&self) -> Arc<crate::http_egress::Egress> {
+        crate::http_egress::Egress::new(
+            self.http.clone(),
+            self.resolver.clone(),
+            self.on_deny.clone(),
+        )
+    }
+
     /// An environment that serves on `addr` with nothing granted and reports nowhere.
     #[cfg(test)]
     pub fn quiet(addr: SocketAddr) -> Self {

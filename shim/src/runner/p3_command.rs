@@ -16,7 +16,6 @@ use wasmtime_wasi::p3::bindings::Command;
 use super::http_proxy::{HttpExtra, ProxyState};
 use super::{RunEnv, RunError, Runner, make_wasi};
 use crate::dns;
-use crate::http_egress::Egress;
 use crate::wasi_ctx::WasiMaker;
 
 pub struct P3Command(pub Component);
@@ -37,12 +36,7 @@ impl Runner for P3Command {
         dns::add_p3_to_linker(&mut linker).map_err(RunError::Setup)?;
         // Outgoing `wasi:http@0.3` requests, through warden's egress (`http.outbound`).
         wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(RunError::Setup)?;
-        let service = env.service;
-        let egress = Egress::new(
-            service.http.clone(),
-            service.resolver.clone(),
-            service.on_deny.clone(),
-        );
+        let egress = env.service.egress();
         let mut store = env.store_with(wasi.build(), HttpExtra::new(egress));
         let component = self.0;
         wasmtime_wasi::runtime::in_tokio(async move {
