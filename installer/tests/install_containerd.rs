@@ -25,6 +25,7 @@ use install_support::{killed, show};
 use warden_cri::{Client, ContainerSpec, PodSpec};
 use warden_installer::crash_hook::{ENV, INSTALL_POINTS};
 use warden_test::containerd::{Containerd, Options};
+use warden_test::containerd_versions::Version;
 use warden_test::guests::{self, HELLO_WASM, Wasi};
 use warden_test::image::ImageBuilder;
 
@@ -47,22 +48,39 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Takes the serial lock (held for the whole test), then starts a node and reads its
 /// containerd config as it was before anything ran.
 fn serial_node() -> (std::sync::MutexGuard<'static, ()>, Node, PathBuf, Vec<u8>) {
+    serial_node_on(None, false)
+}
+
+/// [`serial_node`] on containerd `version`; with `conf_d`, its config imports
+/// `<config dir>/conf.d/*.toml` as containerd 2.x's packaged config does.
+fn serial_node_on(
+    version: Option<Version>,
+    conf_d: bool,
+) -> (std::sync::MutexGuard<'static, ()>, Node, PathBuf, Vec<u8>) {
     let serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let node = Node::start();
+    let node = Node::start(version, conf_d);
     let config = node.containerd.config_path();
     let original = fs::read(&config).unwrap();
     (serial, node, config, original)
 }
 
 impl Node {
-    fn start() -> Node {
+    fn start(version: Option<Version>, conf_d: bool) -> Node {
         warden_test::require_root();
         let temp = tempfile::Builder::new()
             .prefix("warden-install-ctd-")
             .tempdir()
             .unwrap();
+        // The drop-in dir is created empty, as a package creates it.
+        let imports = if conf_d {
+            let dir = temp.path().join("conf.d");
+            fs::create_dir_all(&dir).unwrap();
+            format!("imports = [\"{}/*.toml\"]\n", dir.display())
+        } else {
+            String::new()
+        };
         let env = vec![
             (
                 "WARDEN_AUDIT_LOG".to_owned(),
@@ -84,8 +102,9 @@ impl Node {
             namespace: "k8s.io".into(),
             env: env.clone(),
             extra_config: format!(
-                "[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"{PAUSE_IMAGE}\"\n"
+                "{imports}[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"{PAUSE_IMAGE}\"\n"
             ),
+            version,
             ..Options::default()
         });
         let guests = guests::build_guests();
@@ -161,6 +180,12 @@ impl Node {
             .arg(self.path("restart.sh"))
             .arg("--verify-timeout")
             .arg("60");
+        // The harness's containerd may not be the one on PATH: tell the installer which it is.
+        let release = self.containerd.version();
+        c.arg("--containerd-version").arg(format!(
+            "{}.{}.{}",
+            release.major, release.minor, release.patch
+        ));
         if command == "install" || command == "plan" {
             c.arg("--shim")
                 .arg(&self.shim)
@@ -269,6 +294,84 @@ fn install_runs_a_wasm_pod_through_cri_and_uninstall_restores_the_config() {
     assert!(!node.handlers().contains(&"warden".to_owned()));
     assert!(!runtime_path.exists());
     assert!(!node.path("state/install.json").exists());
+}
+
+/// containerd 2.1 with a version-3 config that imports `conf.d/*.toml`, as its package
+/// ships it: the runtime goes into a drop-in of its own, the main file is never written,
+/// containerd restarts once, CRI knows the handler and runs a Wasm pod; uninstall removes the
+/// drop-in and leaves the main file as it was, byte for byte.
+#[test]
+fn install_on_containerd_2_1_uses_a_conf_d_drop_in_and_uninstall_removes_it() {
+    let (_serial, node, config, original) = serial_node_on(Some(Version::V2_1), true);
+    assert_eq!(node.containerd.version().major, 2);
+    let original_text = String::from_utf8_lossy(&original).into_owned();
+    assert!(original_text.contains("version = 3"), "{original_text}");
+    let drop_in = node.path("conf.d/warden.toml");
+    assert!(!node.handlers().contains(&"warden".to_owned()));
+
+    let plan = node.run_ok("plan");
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan_text.contains(drop_in.to_str().unwrap()),
+        "the plan names the drop-in: {plan_text}"
+    );
+    assert!(!drop_in.exists(), "plan wrote the drop-in");
+
+    let out = node.run_ok("install");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("RunPodSandbox with handler `warden` accepted"),
+        "{text}"
+    );
+    assert_eq!(node.restarts(), 1);
+    assert_eq!(
+        fs::read(&config).unwrap(),
+        original,
+        "the main config was written; only the drop-in may be"
+    );
+    let written = fs::read_to_string(&drop_in).unwrap();
+    assert!(
+        written.contains("io.containerd.cri.v1.runtime"),
+        "a version-3 drop-in: {written}"
+    );
+    let runtime_path = node.install_dir().join("containerd-shim-warden-v1");
+    let handler = node
+        .cri()
+        .runtimes()
+        .unwrap()
+        .into_iter()
+        .find(|h| h.name == "warden")
+        .expect("containerd knows the warden handler");
+    // containerd 2.x: the runtime type, and the binary by its absolute runtime_path.
+    assert_eq!(
+        handler.runtime_type.as_deref(),
+        Some("io.containerd.warden.v1")
+    );
+    assert_eq!(
+        handler.runtime_path.as_deref(),
+        Some(runtime_path.to_str().unwrap())
+    );
+    let again = node.run_ok("install");
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("unchanged: "));
+    assert_eq!(node.restarts(), 1);
+    node.run_ok("verify");
+    run_wasm_pod(&node);
+
+    let out = node.run_ok("uninstall");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("answers without the `warden` handler"),
+        "{text}"
+    );
+    assert_eq!(node.restarts(), 2);
+    assert!(!drop_in.exists(), "the drop-in is left");
+    assert_eq!(fs::read(&config).unwrap(), original);
+    assert!(
+        fs::read_dir(node.path("conf.d")).unwrap().next().is_none(),
+        "files left in conf.d"
+    );
+    assert!(!node.handlers().contains(&"warden".to_owned()));
+    assert!(!runtime_path.exists());
 }
 
 fn run_wasm_pod(node: &Node) {

@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::containerd_versions::{self, Binaries, Release};
+use crate::containerd_versions::{self, Binaries, Release, Version};
 use crate::image::{ImageBuilder, ImageInfo};
 use crate::util::{self, Error};
 
@@ -73,6 +73,9 @@ pub struct Options {
     pub log_level: String,
     /// The snapshotter; `None` picks overlayfs where it works, else native.
     pub snapshotter: Option<String>,
+    /// Which containerd to start; `None`: the one `WARDEN_TEST_CONTAINERD` chooses. A test
+    /// that must run on every version names it (see `test/tests/containerd_matrix.rs`).
+    pub version: Option<Version>,
 }
 
 impl Default for Options {
@@ -85,6 +88,7 @@ impl Default for Options {
             namespace: DEFAULT_NAMESPACE.into(),
             log_level: "info".into(),
             snapshotter: None,
+            version: None,
         }
     }
 }
@@ -261,7 +265,10 @@ impl Containerd {
 
     /// [`Containerd::start`], returning failures instead of panicking.
     pub fn try_start(options: Options) -> Result<Containerd, Error> {
-        let binaries = containerd_versions::selected()?;
+        let binaries = match &options.version {
+            Some(version) => containerd_versions::located(version)?,
+            None => containerd_versions::selected()?,
+        };
         let dir = tempfile::Builder::new()
             .prefix("wt-")
             .rand_bytes(6)

@@ -42,7 +42,7 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::util::{self, Error};
@@ -270,18 +270,33 @@ impl Binaries {
 
 /// The binaries `WARDEN_TEST_CONTAINERD` chooses, located (and fetched) once per process.
 pub fn selected() -> Result<&'static Binaries, Error> {
-    static SELECTED: OnceLock<Result<Binaries, Error>> = OnceLock::new();
-    SELECTED
-        .get_or_init(|| {
-            let version = Version::from_env()?;
-            Binaries::locate(&version).map_err(|e| {
-                Error::new(format!(
-                    "cannot provide containerd {version} ({VERSION_ENV}): {e}"
-                ))
-            })
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+    let version = Version::from_env()?;
+    located(&version).map_err(|e| Error::new(format!("{e} (chosen by {VERSION_ENV})")))
+}
+
+/// The binaries of `version`, located (and fetched) once per process: the version a test
+/// names itself, whatever `WARDEN_TEST_CONTAINERD` chooses for the others.
+pub fn located(version: &Version) -> Result<&'static Binaries, Error> {
+    type Located = Mutex<Vec<(Version, &'static Result<Binaries, Error>)>>;
+    static LOCATED: OnceLock<Located> = OnceLock::new();
+    // One lock for all versions: locating may fetch a package, which a concurrent test of
+    // the same version must wait for rather than repeat; the cache's own file lock orders
+    // other processes.
+    let mut known = LOCATED
+        .get_or_init(|| Mutex::new(Vec::new()))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let found = match known.iter().find(|(v, _)| v == version) {
+        Some((_, found)) => *found,
+        None => {
+            let result = Binaries::locate(version)
+                .map_err(|e| Error::new(format!("cannot provide containerd {version}: {e}")));
+            let leaked: &'static Result<Binaries, Error> = Box::leak(Box::new(result));
+            known.push((version.clone(), leaked));
+            leaked
+        }
+    };
+    found.as_ref().map_err(Clone::clone)
 }
 
 /// The directory holding `version`'s `containerd` and `ctr`: for [`Version::V1_6`] the
@@ -320,11 +335,12 @@ pub fn bin_dir(version: &Version) -> Result<PathBuf, Error> {
     }
 }
 
-/// Where `version`'s package is kept: `$WARDEN_CONTAINERD_CACHE`, else
-/// `<target dir>/containerd-versions/<version>`.
+/// Where `version`'s package is kept: `$WARDEN_CONTAINERD_CACHE` when `version` is the one
+/// `WARDEN_TEST_CONTAINERD` chooses, else `<target dir>/containerd-versions/<version>`.
 pub fn cache_dir(version: &Version) -> PathBuf {
+    let chosen = Version::from_env().is_ok_and(|v| &v == version);
     match std::env::var_os(CACHE_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        Some(dir) if chosen && !dir.is_empty() => PathBuf::from(dir),
         _ => crate::target_dir()
             .join("containerd-versions")
             .join(version.label()),

@@ -15,11 +15,15 @@
 //!   stopped with SIGTERM (and must exit 0). Reported: req/s, p50, p99 and the ratio
 //!   warden / runc of req/s. The load generator shares the machine's CPUs with the server.
 //!
+//! - Versions: warm `ctr run --rm` of the p1 hello against runc's native hello on each
+//!   containerd release warden supports (1.6, 1.7, 2.1, each its own private containerd), and
+//!   on 1.7 and 2.1 the same module as an OCI Wasm-layer image read from the content store.
+//!
 //! Runs per case: `WARDEN_BENCH_RUNS` (default 20). Reported as min/median/max and as ratios
 //! of medians against the baseline, because absolute times depend on the machine.
 //!
 //! `WARDEN_BENCH_ONLY=SECTION[,SECTION...]` runs only the named sections, among `latency`,
-//! `memory` and `http` (unset: all), e.g. `WARDEN_BENCH_ONLY=http cargo run --release -p
+//! `memory`, `http` and `versions` (unset: all), e.g. `WARDEN_BENCH_ONLY=http cargo run --release -p
 //! warden-test --bin bench` for the HTTP numbers alone (about 40 s once built).
 
 use std::collections::HashMap;
@@ -29,6 +33,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use warden_test::containerd::{Containerd, Options, RunOpts};
+use warden_test::containerd_versions::{Release, Version};
 use warden_test::guests::{Guests, Wasi, build_guests};
 use warden_test::http::{free_port, get, wait_listening};
 use warden_test::image::ImageBuilder;
@@ -48,7 +53,7 @@ outbound = ["http://127.0.0.1:9"]
 "#;
 
 /// The sections of the bench, in the order they run.
-const SECTIONS: &[&str] = &["latency", "memory", "http"];
+const SECTIONS: &[&str] = &["latency", "memory", "http", "versions"];
 
 struct Stats {
     name: String,
@@ -156,6 +161,9 @@ fn main() {
     if sections.contains(&"http") {
         http(&c, guests, &files.path().join("audit.jsonl"));
     }
+    if sections.contains(&"versions") {
+        versions(runs, guests);
+    }
     // WARDEN_BENCH_LOG=1: the shim's own timings, for finding where a start spends its time.
     if std::env::var("WARDEN_BENCH_LOG").is_ok() {
         for l in c.log().lines().filter(|l| {
@@ -243,6 +251,100 @@ fn latency(c: &Containerd, runs: usize, cache: &Path, p1: &str, p2: &str, p3: &s
         1.0 / base,
         1.0 / warm.median().as_secs_f64()
     );
+}
+
+/// Warm start against runc on each containerd release, and for a Wasm-layer image where the
+/// release unpacks one.
+fn versions(runs: usize, guests: &Guests) {
+    println!(
+        "\nwarm start per containerd release: ctr run --rm, {runs} runs per case, medians (min-max) in ms"
+    );
+    println!(
+        "| containerd | runc native | warden p1 rootfs | / runc | warden p1 Wasm layer | / runc |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for version in [Version::V1_6, Version::V1_7, Version::V2_1] {
+        let files = tempfile::tempdir().expect("temp dir");
+        let c = Containerd::start(Options {
+            shim_dir: Some(warden_test::shim::shim_dir().to_path_buf()),
+            env: vec![
+                (
+                    "WARDEN_CACHE_DIR".into(),
+                    files.path().join("cache").display().to_string(),
+                ),
+                (
+                    "WARDEN_AUDIT_LOG".into(),
+                    files.path().join("audit.jsonl").display().to_string(),
+                ),
+                (
+                    "WARDEN_POLICY".into(),
+                    files.path().join("policy.toml").display().to_string(),
+                ),
+            ],
+            version: Some(version.clone()),
+            ..Options::default()
+        });
+        let native = std::fs::read(guests.native_hello()).expect("native hello");
+        c.import_image(
+            &ImageBuilder::new("localhost/bench/native:1")
+                .file("/hello", native, 0o755)
+                .entrypoint(["/hello"]),
+        );
+        let rootfs = "localhost/bench/p1:1";
+        c.import_image(&ImageBuilder::wasm_rootfs(
+            rootfs,
+            "/app.wasm",
+            guests.p1("hello"),
+        ));
+        let layer = "localhost/bench/p1-layer:1";
+        let layers = c.version()
+            >= Release {
+                major: 1,
+                minor: 7,
+                patch: 7,
+            };
+        if layers {
+            c.import_image(
+                &ImageBuilder::new(layer)
+                    .wasm_layer(guests.p1("hello"), warden_test::image::MEDIA_TYPE_WASM)
+                    .platform("wasip1", "wasm"),
+            );
+        }
+        let measure = |image: &str, opts: &dyn Fn() -> RunOpts, args: &[&str]| -> Stats {
+            let mut samples = Vec::with_capacity(runs);
+            for i in 0..runs + 2 {
+                let id = c.unique_id("v");
+                let r = c.run(image, &id, opts().args(args.iter().copied()));
+                assert!(r.success(), "{version} {image}: {r:?}\n{}", c.log_tail(20));
+                if i >= 2 {
+                    samples.push(r.duration);
+                }
+            }
+            Stats {
+                name: image.to_string(),
+                samples,
+            }
+        };
+        let runc = measure("localhost/bench/native:1", &RunOpts::default, &["/hello"]);
+        let warm = measure(rootfs, &RunOpts::warden, &["/app.wasm"]);
+        let base = runc.median().as_secs_f64();
+        let cell = |s: &Stats| format!("{} ({}-{})", ms(s.median()), ms(s.min()), ms(s.max()));
+        let (layer_cell, layer_ratio) = if layers {
+            let l = measure(layer, &RunOpts::warden, &["/app.wasm"]);
+            (cell(&l), format!("{:.2}", l.median().as_secs_f64() / base))
+        } else {
+            ("refused at import by this release".into(), "-".into())
+        };
+        println!(
+            "| {} | {} | {} | {:.2} | {} | {} |",
+            c.version(),
+            cell(&runc),
+            cell(&warm),
+            warm.median().as_secs_f64() / base,
+            layer_cell,
+            layer_ratio
+        );
+    }
 }
 
 fn memory(c: &Containerd, sleeper: &str) {

@@ -3,11 +3,15 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod cri;
+pub mod layers;
+
 use std::path::PathBuf;
 
 use serde_json::Value;
 use tempfile::TempDir;
 use warden_test::containerd::{Containerd, Options, RunOpts, RunResult};
+use warden_test::containerd_versions::Version;
 use warden_test::guests::{self, DENIED_EXIT_CODE, Wasi};
 use warden_test::image::ImageBuilder;
 
@@ -24,6 +28,15 @@ pub fn node() -> Node {
 
 /// A node whose containerd (and so the shim) also has `extra` in its environment.
 pub fn node_with_env(extra: &[(&str, &str)]) -> Node {
+    node_with(None, extra)
+}
+
+/// [`node`] on containerd `version`, whatever `WARDEN_TEST_CONTAINERD` chooses.
+pub fn node_on(version: Version) -> Node {
+    node_with(Some(version), &[])
+}
+
+fn node_with(version: Option<Version>, extra: &[(&str, &str)]) -> Node {
     let files = tempfile::tempdir().expect("temp dir");
     let mut env = vec![
         ("WARDEN_CACHE_DIR".into(), path(&files, "cache")),
@@ -34,6 +47,7 @@ pub fn node_with_env(extra: &[(&str, &str)]) -> Node {
     let containerd = Containerd::start(Options {
         shim_dir: Some(warden_test::shim::shim_dir().to_path_buf()),
         env,
+        version,
         ..Options::default()
     });
     Node { containerd, files }
