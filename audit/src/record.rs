@@ -23,6 +23,13 @@ pub mod event {
     pub const CONFIG_WRITE: &str = "config-write";
     pub const RESTART: &str = "restart";
     pub const VERIFY: &str = "verify";
+    /// The installer wrote the node policy from its source (the DaemonSet's ConfigMap).
+    pub const POLICY_WRITE: &str = "policy-write";
+    /// The installer's daemon found drift (a shim, config or policy not as installed) and
+    /// repaired it, or could not: `decision` is `pass` or `fail`, `reason` names the drift.
+    pub const REPAIR: &str = "repair";
+    /// The installer set or removed the node's `warden.dev/ready` label.
+    pub const LABEL: &str = "label";
     /// Records a writer left out because one source (a container) wrote too many too fast
     /// (see [`Throttle`](crate::Throttle)): `reason` says how many and since when, the
     /// other fields name the source.

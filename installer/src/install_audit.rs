@@ -8,6 +8,9 @@
 //! | `restart` | containerd was restarted | `restart`, `reason` |
 //! | `verify` | containerd was checked after a restart | `decision` (`pass`, `fail`), `reason` |
 //! | `uninstall` | a file warden made was removed or restored | `file`, `digest_before`, `digest_after`, `reason` |
+//! | `policy-write` | the node policy was written from `--policy-source` | `file`, `digest_before`, `digest_after`, `reason` |
+//! | `repair` | `install --daemon` found drift and repaired it (or could not) | `decision` (`pass`, `fail`), `reason` (the drift, and the error) |
+//! | `label` | the node's `warden.dev/ready` label was set or removed | `decision` (`set`, `remove`), `reason` |
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +58,23 @@ impl AuditLog {
     pub fn restart(&self, done: &str, reason: &str) -> Result<(), AuditError> {
         let mut record = Record::new(writer::INSTALLER, event::RESTART);
         record.restart = Some(done.to_owned());
+        record.reason = Some(reason.to_owned());
+        append(&self.path, &mut record)
+    }
+
+    /// Drift found by `install --daemon`, and whether it was repaired (`decision` is
+    /// [`PASS`] or [`FAIL`]).
+    pub fn repair(&self, decision: &str, reason: &str) -> Result<(), AuditError> {
+        let mut record = Record::new(writer::INSTALLER, event::REPAIR);
+        record.decision = Some(decision.to_owned());
+        record.reason = Some(reason.to_owned());
+        append(&self.path, &mut record)
+    }
+
+    /// The node's `warden.dev/ready` label was set (`decision` `set`) or removed (`remove`).
+    pub fn label(&self, decision: &str, reason: &str) -> Result<(), AuditError> {
+        let mut record = Record::new(writer::INSTALLER, event::LABEL);
+        record.decision = Some(decision.to_owned());
         record.reason = Some(reason.to_owned());
         append(&self.path, &mut record)
     }

@@ -9,7 +9,7 @@ use serde_json::json;
 use warden_installer::install::{
     self, Failed, Format, InstallArgs, Outcome, PlanArgs, Refusal, UninstallArgs, VerifyArgs,
 };
-use warden_installer::{audit_cmd::AuditCommand, policy_cmd::PolicyCommand};
+use warden_installer::{audit_cmd::AuditCommand, daemon, policy_cmd::PolicyCommand};
 
 /// warden: run WebAssembly on this Kubernetes node under a deny-by-default policy.
 ///
@@ -45,6 +45,10 @@ enum Command {
     /// it: an install, state, config or audit log dir (or a parent) not owned by root or
     /// writable by others, a symlinked lock or state, a state naming paths outside the dirs
     /// warden manages, a config, policy or .sha256 that is not a regular file or too big.
+    ///
+    /// With --daemon (what the DaemonSet runs) it stays running, re-checks and repairs, and
+    /// labels the node; SIGTERM ends it with status 0 without uninstalling and without
+    /// removing the node's label (see --daemon).
     Install(InstallArgs),
     /// Undo `install`: remove only what the state proves warden made.
     ///
@@ -85,6 +89,21 @@ fn main() -> ExitCode {
         node_report(format, result, out)
     };
     let result = match &cli.command {
+        Command::Install(args) if args.daemon => {
+            // The daemon logs as it goes; stdout must not stay locked.
+            drop(stdout);
+            return match daemon::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Install(args) if args.uninstall_mode => Err(anyhow::anyhow!(
+            "WARDEN_UNINSTALL (--uninstall-mode) applies to `install --daemon` only; to \
+             uninstall by hand run `warden uninstall`"
+        )),
         Command::Install(args) => Ok(node_command(
             args.node.output,
             install::install(args),
@@ -92,7 +111,7 @@ fn main() -> ExitCode {
         )),
         Command::Uninstall(args) => Ok(node_command(
             args.node.output,
-            install::uninstall(args),
+            daemon::uninstall_with_label(args),
             &mut stdout,
         )),
         Command::Plan(args) => Ok(node_command(

@@ -2,19 +2,27 @@
 //! `sh -c`), or through systemd where systemd runs the node. Never by a signal: SIGHUP does
 //! not make containerd reload, it stops it.
 //!
-//! The systemd path runs `systemctl restart <unit>.service`, which waits for the restart
-//! job to finish and talks to systemd over its private socket (`/run/systemd/private`).
-//! It needs `systemctl` in the installer's image and systemd's runtime dir at
-//! `/run/systemd`, so it is only used with `--root /`.
+//! systemd is reached one of two ways:
+//!
+//! - `systemctl restart <unit>.service`, which waits for the restart job to finish and talks
+//!   to systemd over its private socket (`/run/systemd/private`). It needs `systemctl` and
+//!   systemd's runtime dir at `/run/systemd`, so it is only used with `--root /`. The
+//!   default when warden is run by hand on a systemd node.
+//! - systemd's D-Bus API ([`crate::systemd_dbus`]): `RestartUnit` and the job's
+//!   `JobRemoved` signal, over the socket `DBUS_SYSTEM_BUS_ADDRESS` names (default: the
+//!   system bus). Needs only that socket: the default in `install --daemon` (the DaemonSet
+//!   mounts the socket, nothing else of systemd), and by hand with `--restart-via dbus`.
 
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::containerd_config::source::host_path;
+use crate::systemd_dbus::{self, DbusError};
 
 /// How long a restart may take.
 pub const TIMEOUT: Duration = Duration::from_secs(300);
@@ -27,6 +35,8 @@ pub enum RestartMethod {
     Command { command: String },
     /// `systemctl restart <unit>.service`.
     Systemd,
+    /// systemd's `RestartUnit` over D-Bus at `address`, waiting for the job's end.
+    Dbus { address: String },
     /// No way to restart: a plan that needs one is refused.
     Unavailable { reason: String },
 }
@@ -53,6 +63,20 @@ pub enum RestartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("restarting containerd through systemd's D-Bus API failed: {0}")]
+    Dbus(#[from] DbusError),
+}
+
+/// `--restart-via`: how systemd is asked to restart containerd (`--restart-command` aside).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum RestartVia {
+    /// `install --daemon`: D-Bus; otherwise `systemctl` where systemd runs the node.
+    #[default]
+    Auto,
+    /// systemd's D-Bus API, at DBUS_SYSTEM_BUS_ADDRESS (default: the system bus).
+    Dbus,
+    /// `systemctl restart UNIT`.
+    Systemctl,
 }
 
 fn output_suffix(output: &str) -> String {
@@ -64,14 +88,63 @@ fn output_suffix(output: &str) -> String {
 }
 
 impl RestartMethod {
-    /// `--restart-command` when given; else systemd when it runs the node seen at `root`
-    /// (which must then be `/`); else nothing.
-    pub fn choose(command: Option<&str>, root: &Path) -> RestartMethod {
+    /// `--restart-command` when given; else systemd's D-Bus API with `--restart-via dbus`
+    /// or in `--daemon` mode (`daemon`); else `systemctl` when systemd runs the node seen at
+    /// `root` (which must then be `/`); else nothing.
+    pub fn choose(
+        command: Option<&str>,
+        via: RestartVia,
+        daemon: bool,
+        root: &Path,
+    ) -> RestartMethod {
         if let Some(command) = command {
             return RestartMethod::Command {
                 command: command.to_owned(),
             };
         }
+        match via {
+            RestartVia::Dbus => Self::dbus(root),
+            RestartVia::Auto if daemon => Self::dbus(root),
+            RestartVia::Auto | RestartVia::Systemctl => Self::systemctl(root),
+        }
+    }
+
+    /// systemd's D-Bus API at `DBUS_SYSTEM_BUS_ADDRESS` (default: the system bus), when its
+    /// socket is there.
+    fn dbus(root: &Path) -> RestartMethod {
+        let explicit = std::env::var(systemd_dbus::ADDRESS_ENV).is_ok_and(|a| !a.trim().is_empty());
+        let address = systemd_dbus::address_from_env();
+        if !explicit && root != Path::new("/") {
+            return RestartMethod::Unavailable {
+                reason: format!(
+                    "the system bus {} is this machine's, not --root {}'s; set {} or pass \
+                     --restart-command CMD",
+                    systemd_dbus::DEFAULT_ADDRESS,
+                    root.display(),
+                    systemd_dbus::ADDRESS_ENV
+                ),
+            };
+        }
+        if let Some(path) = systemd_dbus::unix_path(&address)
+            && std::fs::symlink_metadata(path).is_err()
+        {
+            return RestartMethod::Unavailable {
+                reason: format!(
+                    "there is no D-Bus socket at {path} ({}={address}): mount the host's \
+                     system bus socket, or systemd's {} with {}=unix:path={}, or pass \
+                     --restart-command CMD",
+                    systemd_dbus::ADDRESS_ENV,
+                    systemd_dbus::SYSTEMD_PRIVATE_SOCKET,
+                    systemd_dbus::ADDRESS_ENV,
+                    systemd_dbus::SYSTEMD_PRIVATE_SOCKET,
+                ),
+            };
+        }
+        RestartMethod::Dbus { address }
+    }
+
+    /// `systemctl`, when systemd runs the node seen at `root` and `root` is `/`.
+    fn systemctl(root: &Path) -> RestartMethod {
         if !host_path(root, Path::new("/run/systemd/system")).is_dir() {
             return RestartMethod::Unavailable {
                 reason: "systemd does not run this node (no /run/systemd/system); pass \
@@ -103,6 +176,10 @@ impl RestartMethod {
         match self {
             RestartMethod::Command { command } => format!("`sh -c {command:?}`"),
             RestartMethod::Systemd => format!("`systemctl restart {}`", service(unit)),
+            RestartMethod::Dbus { address } => format!(
+                "systemd's D-Bus API (RestartUnit {} at {address})",
+                service(unit)
+            ),
             RestartMethod::Unavailable { reason } => format!("no way to restart ({reason})"),
         }
     }
@@ -120,6 +197,16 @@ impl RestartMethod {
                 let mut c = Command::new("systemctl");
                 c.arg("restart").arg(service(unit));
                 c
+            }
+            RestartMethod::Dbus { address } => {
+                let done = systemd_dbus::restart_unit(address, &service(unit), TIMEOUT)?;
+                return Ok(format!(
+                    "{} via systemd's D-Bus API ({} connection to {address}, job {} done in {} ms)",
+                    service(unit),
+                    done.connection,
+                    done.job,
+                    done.millis
+                ));
             }
             RestartMethod::Unavailable { reason } => {
                 return Err(RestartError::Unavailable {
@@ -231,6 +318,8 @@ mod tests {
                 "echo \"$WARDEN_RESTART_UNIT $WARDEN_CONTAINERD_CONFIG\" >> {}",
                 record.display()
             )),
+            RestartVia::Auto,
+            true,
             dir.path(),
         );
         let done = method
@@ -246,7 +335,12 @@ mod tests {
     #[test]
     fn failure_carries_the_output() {
         let dir = tempfile::tempdir().unwrap();
-        let method = RestartMethod::choose(Some("echo boom >&2; exit 3"), dir.path());
+        let method = RestartMethod::choose(
+            Some("echo boom >&2; exit 3"),
+            RestartVia::Auto,
+            false,
+            dir.path(),
+        );
         let err = method.restart("k3s", Path::new("/x")).unwrap_err();
         assert!(
             err.to_string().contains("exit status: 3") && err.to_string().ends_with(": boom"),
@@ -268,11 +362,13 @@ mod tests {
     fn without_systemd_or_command_there_is_no_method() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
-            RestartMethod::choose(None, dir.path()),
+            RestartMethod::choose(None, RestartVia::Auto, false, dir.path()),
             RestartMethod::Unavailable { .. }
         ));
         std::fs::create_dir_all(dir.path().join("run/systemd/system")).unwrap();
-        let RestartMethod::Unavailable { reason } = RestartMethod::choose(None, dir.path()) else {
+        let RestartMethod::Unavailable { reason } =
+            RestartMethod::choose(None, RestartVia::Auto, false, dir.path())
+        else {
             panic!("systemd under a --root other than / must not be used");
         };
         assert!(reason.contains("--root"), "{reason}");
@@ -282,5 +378,32 @@ mod tests {
             "snap.microk8s.daemon-containerd.service"
         );
         assert_eq!(service("k3s.service"), "k3s.service");
+    }
+
+    #[test]
+    fn dbus_in_daemon_mode_or_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        // Under a --root other than /, the default system bus is this machine's: refused.
+        // (DBUS_SYSTEM_BUS_ADDRESS is not set in the unit tests' environment.)
+        if std::env::var_os(systemd_dbus::ADDRESS_ENV).is_none() {
+            let RestartMethod::Unavailable { reason } =
+                RestartMethod::choose(None, RestartVia::Auto, true, dir.path())
+            else {
+                panic!("the default bus under another --root must not be used");
+            };
+            assert!(reason.contains("--root"), "{reason}");
+        }
+        // --restart-command wins over everything.
+        assert!(matches!(
+            RestartMethod::choose(Some("true"), RestartVia::Dbus, true, Path::new("/")),
+            RestartMethod::Command { .. }
+        ));
+        // By hand, auto keeps systemctl (no systemd here: unavailable, naming systemd).
+        let RestartMethod::Unavailable { reason } =
+            RestartMethod::choose(None, RestartVia::Auto, false, dir.path())
+        else {
+            panic!("no systemd here");
+        };
+        assert!(reason.contains("systemd does not run"), "{reason}");
     }
 }

@@ -9,6 +9,7 @@ use warden_common::names::{
 };
 
 use crate::containerd_config::{ContainerdVersion, Distribution};
+use crate::restart::RestartVia;
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -57,6 +58,14 @@ pub struct NodeArgs {
     #[arg(long, value_name = "CMD")]
     pub restart_command: Option<String>,
 
+    /// How systemd is asked to restart containerd when --restart-command is not given:
+    /// `dbus` (systemd's D-Bus API: RestartUnit, then the job's JobRemoved signal, over the
+    /// socket DBUS_SYSTEM_BUS_ADDRESS names, default the system bus; systemd's private
+    /// socket /run/systemd/private is connected to peer to peer), `systemctl`, or `auto`:
+    /// D-Bus with `install --daemon`, else `systemctl`.
+    #[arg(long, value_name = "HOW", value_enum, default_value_t = RestartVia::Auto)]
+    pub restart_via: RestartVia,
+
     /// The distribution (containerd, k3s, rke2, k0s, microk8s, kind, eks). Default:
     /// detected; when given and the files say otherwise, warden refuses.
     #[arg(long, value_name = "NAME", value_parser = parse_distribution)]
@@ -96,6 +105,15 @@ pub struct NodeArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Text)]
     pub output: Format,
+
+    /// Set by `install --daemon`: prefer systemd's D-Bus API for restarts.
+    #[arg(skip)]
+    pub daemon: bool,
+
+    /// The policy file (a path on this machine) to check instead of --policy: set by
+    /// `install --policy-source` when the source loads, since it replaces --policy.
+    #[arg(skip)]
+    pub policy_check: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -108,6 +126,24 @@ impl NodeArgs {
     }
 }
 
+/// Where the node's Kubernetes object is: for the `warden.dev/ready` label and, in daemon
+/// mode, containerd's version from the Node's status.
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// The Kubernetes node this runs on (the DaemonSet sets NODE_NAME from the downward
+    /// API). With it, `install --daemon` labels the node warden.dev/ready=true after a
+    /// successful verification and `uninstall` removes the label first; without it, no
+    /// label is touched (`install --daemon` requires it).
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// A kubeconfig to reach the API server with, instead of the pod's in-cluster config
+    /// (its service account token and CA, KUBERNETES_SERVICE_HOST/PORT): for running outside
+    /// a pod, and the tests.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
 /// `warden install`.
 #[derive(Debug, Clone, Args)]
 pub struct InstallArgs {
@@ -117,6 +153,53 @@ pub struct InstallArgs {
     /// state then says the verification was skipped).
     #[arg(long)]
     pub no_verify: bool,
+
+    /// Stay running, as the DaemonSet runs it: install (as without --daemon), write the
+    /// policy from --policy-source, label the node warden.dev/ready=true once verified,
+    /// then every --recheck-interval check for drift (the shim removed or modified, the
+    /// config without the `warden` runtime, a changed policy source) and repair it, each
+    /// repair audited; a re-check that fails and cannot be repaired removes the label.
+    /// containerd is restarted through systemd's D-Bus API (see --restart-via).
+    /// containerd's version, unless --containerd-version, comes from the Node's
+    /// status.nodeInfo.containerRuntimeVersion.
+    ///
+    /// SIGTERM or SIGINT ends it with status 0 WITHOUT uninstalling and WITHOUT removing
+    /// the label: a rolling update or a node drain must not take the runtime away from the
+    /// pods running on the node (a signal that arrives during an install or a repair takes
+    /// effect when it is done). To take warden off the node, set WARDEN_UNINSTALL=true.
+    #[arg(long, requires = "node_name")]
+    pub daemon: bool,
+
+    /// Uninstall mode of --daemon (env WARDEN_UNINSTALL=true in the DaemonSet): remove the
+    /// node's warden.dev/ready label first (so no new warden pod is scheduled here), then
+    /// uninstall as `warden uninstall` does, then idle until SIGTERM so the pod does not
+    /// crash-loop. A step that fails is retried every --recheck-interval; the uninstall
+    /// never runs while the label could not be removed.
+    #[arg(long = "uninstall-mode", env = "WARDEN_UNINSTALL")]
+    pub uninstall_mode: bool,
+
+    /// The node policy as the cluster wants it (the DaemonSet's ConfigMap, mounted in the
+    /// pod; a path on this machine, not under --root): after the install it is checked to
+    /// load and written to --policy atomically, audited with the digests before and after,
+    /// only when it differs. A source that does not load is refused and the node keeps its
+    /// policy.
+    #[arg(long, value_name = "FILE")]
+    pub policy_source: Option<PathBuf>,
+
+    /// With --daemon: seconds between re-checks for drift (after failures, doubled each
+    /// time up to 32 times).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub recheck_interval: u64,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+impl InstallArgs {
+    pub fn recheck_interval(&self) -> Duration {
+        Duration::from_secs(self.recheck_interval)
+    }
 }
 
 /// `warden uninstall`.
@@ -128,6 +211,9 @@ pub struct UninstallArgs {
     /// and tests only).
     #[arg(long)]
     pub no_verify: bool,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 /// `warden plan`.
@@ -154,6 +240,23 @@ fn parse_distribution(s: &str) -> Result<Distribution, String> {
 fn parse_digest(s: &str) -> Result<String, String> {
     crate::digest::parse(s)
         .ok_or_else(|| format!("{s:?} is not a SHA-256 digest (sha256:<64 hex digits>)"))
+}
+
+/// containerd's major version from a Node's `status.nodeInfo.containerRuntimeVersion`
+/// (`containerd://2.1.4`, `containerd://1.7.27-k3s1`); an error for another runtime
+/// (`cri-o://1.30.0`) or an empty value.
+pub fn containerd_major_from_node(runtime_version: &str) -> Result<u32, String> {
+    let value = runtime_version.trim();
+    let Some(version) = value.strip_prefix("containerd://") else {
+        return Err(if value.is_empty() {
+            "the Node's status.nodeInfo.containerRuntimeVersion is empty".to_owned()
+        } else {
+            format!("the Node's container runtime is {value:?}, not containerd")
+        });
+    };
+    parse_containerd_version(version).map_err(|e| {
+        format!("the Node's container runtime version {value:?} is not a containerd version: {e}")
+    })
 }
 
 /// `2`, `2.1`, `v2.1.4`, or a whole `containerd --version` line: the major version.
@@ -188,5 +291,27 @@ mod tests {
             Ok(1)
         );
         assert!(parse_containerd_version("banana").is_err());
+    }
+
+    #[test]
+    fn containerd_version_from_the_node() {
+        assert_eq!(containerd_major_from_node("containerd://2.1.4"), Ok(2));
+        assert_eq!(
+            containerd_major_from_node("containerd://1.7.27-k3s1"),
+            Ok(1)
+        );
+        assert_eq!(containerd_major_from_node("containerd://v1.6.20"), Ok(1));
+        assert_eq!(
+            containerd_major_from_node(" containerd://2.0.0-rc.1 "),
+            Ok(2)
+        );
+        let crio = containerd_major_from_node("cri-o://1.30.0").unwrap_err();
+        assert!(crio.contains("not containerd"), "{crio}");
+        assert!(
+            containerd_major_from_node("")
+                .unwrap_err()
+                .contains("empty")
+        );
+        assert!(containerd_major_from_node("containerd://banana").is_err());
     }
 }

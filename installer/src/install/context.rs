@@ -231,7 +231,12 @@ impl Node {
                 .into_iter()
                 .chain(plan.changes.iter().map(|c| c.path.as_path())),
         );
-        let restart = RestartMethod::choose(args.restart_command.as_deref(), &root);
+        let restart = RestartMethod::choose(
+            args.restart_command.as_deref(),
+            args.restart_via,
+            args.daemon,
+            &root,
+        );
         let socket = socket(args, &root, &layout);
         let node = Node {
             root,
@@ -348,8 +353,12 @@ pub fn detect_layout(
 
 /// The node policy must load (an absent one is the built-in `strict`). It is read as a
 /// regular file of at most [`POLICY_CAP`] bytes: a FIFO or a device is refused by type.
+/// With `install --policy-source`, the source that will replace it is checked instead.
 fn check_policy(args: &NodeArgs) -> Result<(), Refusal> {
-    let path = host_path(&args.root, &args.policy);
+    let path = args
+        .policy_check
+        .clone()
+        .unwrap_or_else(|| host_path(&args.root, &args.policy));
     let Some(bytes) = read_capped("policy", &path, POLICY_CAP, Links::Follow)? else {
         return Ok(());
     };

@@ -50,7 +50,12 @@ pub fn uninstall(args: &UninstallArgs) -> Result<Outcome> {
         // back out: containerd is restarted below only if a file changes now.
         state.restart_pending = false;
     }
-    let restart = RestartMethod::choose(node.restart_command.as_deref(), &node.root);
+    let restart = RestartMethod::choose(
+        node.restart_command.as_deref(),
+        node.restart_via,
+        node.daemon,
+        &node.root,
+    );
     let run = Removal {
         args,
         store,
