@@ -10,7 +10,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := containerd runc protobuf-compiler libseccomp-dev pkg-config clang lld \
 	wasi-libc libclang-rt-14-dev-wasm32 iproute2 procps ca-certificates wrk \
-	python3 python3-venv shellcheck
+	python3 python3-venv shellcheck dbus-daemon
 
 # The manifest tools (runtimeclass/, test/kind/), pinned, in a venv of their own. The tests
 # find it through WARDEN_TOOLS_DIR (default: the same path) and fail when it is missing.
