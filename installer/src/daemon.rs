@@ -358,14 +358,12 @@ impl<'a> Daemon<'a> {
             self.say(reason.clone());
             return Err(reason);
         }
-        if self.labelled != Some(false) {
-            let why = format!(
-                "removed {READY_LABEL} from node {} before uninstalling (WARDEN_UNINSTALL)",
-                self.labels.node()
-            );
-            self.record_label("remove", &why);
-            self.say(format!("label: {why}"));
-        }
+        let why = format!(
+            "removed {READY_LABEL} from node {} before uninstalling (WARDEN_UNINSTALL)",
+            self.labels.node()
+        );
+        self.record_label("remove", &why);
+        self.say(format!("label: {why}"));
         self.labelled = Some(false);
         match self.ops.uninstall() {
             Ok(lines) => {

@@ -71,14 +71,23 @@ pub struct Received {
 
 /// The recordings of `tests/k8s_exchanges/<name>.json`, with `{NODE}` replaced by `node`.
 pub fn exchanges(names: &[&str], node: &str) -> Vec<Exchange> {
+    exchanges_with(names, &[("{NODE}", node)])
+}
+
+/// The recordings of `tests/k8s_exchanges/<name>.json`, with each `(from, to)` of
+/// `replace` replaced in their text (`{NODE}`; the recorded `containerd://1.6.20` by the
+/// version a test's containerd really is).
+pub fn exchanges_with(names: &[&str], replace: &[(&str, &str)]) -> Vec<Exchange> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s_exchanges");
     names
         .iter()
         .map(|name| {
             let text = std::fs::read_to_string(dir.join(format!("{name}.json")))
                 .unwrap_or_else(|e| panic!("{name}.json: {e}"));
-            serde_json::from_str(&text.replace("{NODE}", node))
-                .unwrap_or_else(|e| panic!("{name}.json: {e}"))
+            let text = replace
+                .iter()
+                .fold(text, |text, (from, to)| text.replace(from, to));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}.json: {e}"))
         })
         .collect()
 }
