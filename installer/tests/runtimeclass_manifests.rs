@@ -39,6 +39,9 @@ struct Overlay {
     bus_socket: Option<&'static str>,
     /// `DBUS_SYSTEM_BUS_ADDRESS` for a bus socket that is not the default one.
     bus_address: Option<&'static str>,
+    /// containerd's socket (`--containerd-socket`), for the verification through CRI. Its
+    /// directory is what is mounted: containerd replaces the socket when it restarts.
+    containerd_socket: &'static str,
     /// Capabilities added back after dropping ALL.
     caps: &'static [&'static str],
     image_pull_policy: &'static str,
@@ -54,6 +57,7 @@ const OVERLAYS: [Overlay; 6] = [
         config_file: Some("/etc/containerd/config.toml"),
         bus_socket: Some(DBUS),
         bus_address: None,
+        containerd_socket: "/run/containerd/containerd.sock",
         caps: &[],
         image_pull_policy: "IfNotPresent",
     },
@@ -64,6 +68,7 @@ const OVERLAYS: [Overlay; 6] = [
         config_file: None,
         bus_socket: Some(DBUS),
         bus_address: None,
+        containerd_socket: "/run/k3s/containerd/containerd.sock",
         caps: &[],
         image_pull_policy: "IfNotPresent",
     },
@@ -74,6 +79,7 @@ const OVERLAYS: [Overlay; 6] = [
         config_file: None,
         bus_socket: Some(DBUS),
         bus_address: None,
+        containerd_socket: "/run/k3s/containerd/containerd.sock",
         caps: &[],
         image_pull_policy: "IfNotPresent",
     },
@@ -85,6 +91,7 @@ const OVERLAYS: [Overlay; 6] = [
         // k0s restarts containerd itself when a drop-in in containerd.d changes.
         bus_socket: None,
         bus_address: None,
+        containerd_socket: "/run/k0s/containerd.sock",
         caps: &[],
         image_pull_policy: "IfNotPresent",
     },
@@ -96,6 +103,7 @@ const OVERLAYS: [Overlay; 6] = [
         bus_socket: Some(DBUS),
         bus_address: None,
         // The args files are in the group `microk8s`; keeping it on a replaced file does.
+        containerd_socket: "/var/snap/microk8s/common/run/containerd.sock",
         caps: &["CHOWN"],
         image_pull_policy: "IfNotPresent",
     },
@@ -107,6 +115,7 @@ const OVERLAYS: [Overlay; 6] = [
         // kind's node runs systemd without a D-Bus daemon: systemd's own socket.
         bus_socket: Some("/run/systemd/private"),
         bus_address: Some("unix:path=/run/systemd/private"),
+        containerd_socket: "/run/containerd/containerd.sock",
         caps: &[],
         image_pull_policy: "Never",
     },
@@ -130,7 +139,15 @@ impl Overlay {
         if let Some(socket) = self.bus_socket {
             paths.insert(socket, "Socket");
         }
+        paths.insert(self.socket_dir(), "Directory");
         paths
+    }
+
+    /// The directory of containerd's socket: the hostPath mounted for it.
+    fn socket_dir(&self) -> &'static str {
+        self.containerd_socket
+            .rsplit_once('/')
+            .map_or(self.containerd_socket, |(dir, _)| dir)
     }
 }
 
@@ -544,7 +561,19 @@ fn check_pods(docs: &[Value], o: &Overlay) -> Vec<Violation> {
                         format!("{cname}: the policy ConfigMap is mounted read-write"),
                     ));
                 }
-                if !m["mountPropagation"].is_null() && m["mountPropagation"] != "None" {
+                let socket_dir = host_volumes.get(vname) == Some(&o.socket_dir());
+                if socket_dir && !read_only {
+                    out.push(violation(
+                        "containerd-socket",
+                        format!("{cname}: containerd's socket dir is mounted read-write"),
+                    ));
+                }
+                // HostToContainer only where containerd mounts and unmounts (its socket dir
+                // holds its tasks' rootfs mounts): a private copy would keep them alive.
+                let propagation_ok = m["mountPropagation"].is_null()
+                    || m["mountPropagation"] == "None"
+                    || (socket_dir && m["mountPropagation"] == "HostToContainer");
+                if !propagation_ok {
                     out.push(violation(
                         "mount-propagation",
                         format!(
@@ -603,6 +632,7 @@ fn check_pods(docs: &[Value], o: &Overlay) -> Vec<Violation> {
                 ("--audit-log", true),
                 ("--policy", true),
                 ("--policy-source", false),
+                ("--containerd-socket", false),
             ] {
                 let Some(path) = flag(&args, f) else { continue };
                 let under = mounts
@@ -622,6 +652,16 @@ fn check_pods(docs: &[Value], o: &Overlay) -> Vec<Violation> {
                     )),
                     _ => {}
                 }
+            }
+            if flag(&args, "--containerd-socket") != Some(o.containerd_socket) {
+                out.push(violation(
+                    "containerd-socket",
+                    format!(
+                        "{cname}: --containerd-socket is {:?}, want {}",
+                        flag(&args, "--containerd-socket"),
+                        o.containerd_socket
+                    ),
+                ));
             }
             if flag(&args, "--policy-source") != Some(POLICY_SOURCE) {
                 out.push(violation(
@@ -1299,9 +1339,24 @@ fn broken_copies_fail_the_least_privilege_checks_with_the_rule_they_break() {
         ("a hostPath of /", "containerd", DAEMONSET,
             format!("- op: add\n  path: /spec/template/spec/volumes/-\n  value: {{name: host-root, hostPath: {{path: /, type: Directory}}}}\n- op: add\n  path: {CONTAINER}/volumeMounts/-\n  value: {{name: host-root, mountPath: /host}}"),
             &["root-hostpath"]),
-        ("containerd's socket", "k3s", DAEMONSET,
+        ("containerd's socket file (stale after a restart) instead of its dir", "k3s", DAEMONSET,
             format!("- op: add\n  path: /spec/template/spec/volumes/-\n  value: {{name: sock, hostPath: {{path: /run/k3s/containerd/containerd.sock, type: Socket}}}}\n- op: add\n  path: {CONTAINER}/volumeMounts/-\n  value: {{name: sock, mountPath: /run/k3s/containerd/containerd.sock}}"),
             &["hostpath-not-allowed"]),
+        ("another distribution's containerd socket dir", "k3s", DAEMONSET,
+            format!("- op: add\n  path: /spec/template/spec/volumes/-\n  value: {{name: sock, hostPath: {{path: /run/containerd, type: Directory}}}}\n- op: add\n  path: {CONTAINER}/volumeMounts/-\n  value: {{name: sock, mountPath: /run/containerd, readOnly: true}}"),
+            &["hostpath-not-allowed"]),
+        ("containerd's socket dir writable", "containerd", DAEMONSET,
+            format!("- op: replace\n  path: {CONTAINER}/volumeMounts/8/readOnly\n  value: false"),
+            &["containerd-socket"]),
+        ("Bidirectional propagation", "containerd", DAEMONSET,
+            format!("- op: replace\n  path: {CONTAINER}/volumeMounts/8/mountPropagation\n  value: Bidirectional"),
+            &["mount-propagation"]),
+        ("HostToContainer elsewhere", "containerd", DAEMONSET,
+            format!("- op: add\n  path: {CONTAINER}/volumeMounts/1/mountPropagation\n  value: HostToContainer"),
+            &["mount-propagation"]),
+        ("the installer told another socket", "kind", DAEMONSET,
+            format!("- op: replace\n  path: {CONTAINER}/args/9\n  value: --containerd-socket=/run/k3s/containerd/containerd.sock"),
+            &["containerd-socket", "arg-path-unmounted"]),
         ("a hostPath without its type", "containerd", DAEMONSET,
             "- op: remove\n  path: /spec/template/spec/volumes/1/hostPath/type".to_owned(),
             &["hostpath-type"]),
