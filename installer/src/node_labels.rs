@@ -178,6 +178,19 @@ impl NodeLabels for KubeNode {
 mod tests {
     use super::*;
 
+    /// The in-cluster client is https: its TLS stack must find its crypto provider (one
+    /// only, ring, is built in; two would need one installed by hand).
+    #[test]
+    fn an_https_client_builds() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = Config::new("https://127.0.0.1:6443".parse().unwrap());
+        let node = KubeNode::with_config("node-1", config, runtime).unwrap();
+        assert_eq!(node.node(), "node-1");
+    }
+
     #[test]
     fn patches_touch_only_the_label() {
         assert_eq!(
