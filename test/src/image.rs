@@ -24,6 +24,8 @@ pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Media type of an OCI image config.
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// The config of the CNCF Wasm OCI artifact layout (TAG Runtime's "Wasm OCI Artifact").
+pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 /// Media type of an uncompressed OCI tar layer.
 pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 /// Media type of a Wasm layer per the CNCF Wasm OCI artifact layout.
@@ -91,6 +93,9 @@ pub struct ImageBuilder {
     name: String,
     entries: Vec<Entry>,
     wasm_layers: Vec<(Vec<u8>, String)>,
+    /// The CNCF Wasm artifact config (`application/vnd.wasm.config.v0+json`) instead of an
+    /// OCI image config.
+    cncf_config: bool,
     entrypoint: Option<Vec<String>>,
     cmd: Option<Vec<String>>,
     env: Vec<String>,
@@ -137,6 +142,7 @@ impl ImageBuilder {
             name: name.into(),
             entries: Vec::new(),
             wasm_layers: Vec::new(),
+            cncf_config: false,
             entrypoint: None,
             cmd: None,
             env: Vec::new(),
@@ -257,6 +263,14 @@ impl ImageBuilder {
         self
     }
 
+    /// Uses the CNCF Wasm OCI artifact's config (media type [`MEDIA_TYPE_WASM_CONFIG`]:
+    /// `architecture`, `os`, `layerDigests`, no `rootfs`), as `wkg oci push` and other tools of
+    /// the Wasm ecosystem publish, instead of an OCI image config.
+    pub fn cncf_wasm_config(mut self) -> Self {
+        self.cncf_config = true;
+        self
+    }
+
     /// The image name.
     pub fn name(&self) -> &str {
         &self.name
@@ -337,7 +351,13 @@ impl ImageBuilder {
             blobs.push((digest, bytes.clone()));
         }
 
-        let config = serde_json::to_vec(&self.config_json(&diff_ids)).expect("JSON");
+        let (config_media_type, config) = if self.cncf_config {
+            let digests: Vec<&str> = layers.iter().map(|(_, d, _)| d.as_str()).collect();
+            (MEDIA_TYPE_WASM_CONFIG, self.cncf_config_json(&digests))
+        } else {
+            (MEDIA_TYPE_CONFIG, self.config_json(&diff_ids))
+        };
+        let config = serde_json::to_vec(&config).expect("JSON");
         let config_digest = Digest::of(&config);
         let config_size = config.len();
         blobs.push((config_digest, config));
@@ -346,7 +366,7 @@ impl ImageBuilder {
             "schemaVersion": 2,
             "mediaType": MEDIA_TYPE_MANIFEST,
             "config": {
-                "mediaType": MEDIA_TYPE_CONFIG,
+                "mediaType": config_media_type,
                 "digest": config_digest,
                 "size": config_size,
             },
@@ -415,6 +435,16 @@ impl ImageBuilder {
         let (tar, info) = self.build();
         std::fs::write(path, tar)?;
         Ok(info)
+    }
+
+    /// The CNCF Wasm artifact config: what the module is for, and its layers' digests.
+    fn cncf_config_json(&self, layer_digests: &[&str]) -> Value {
+        json!({
+            "created": CREATED,
+            "architecture": self.architecture,
+            "os": self.os,
+            "layerDigests": layer_digests,
+        })
     }
 
     fn config_json(&self, diff_ids: &[String]) -> Value {

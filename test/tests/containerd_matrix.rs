@@ -7,8 +7,9 @@
 //! tries what it was not granted is stopped and the audit log says why; a profile the
 //! namespace may not use is refused at create with its rule; a pod with handler `warden`
 //! runs through CRI. On 1.7 and 2.1, which unpack OCI Wasm-layer images: a Wasm-layer p1
-//! module and p2 component run through `ctr` and through CRI from the content store (see
-//! [`common::layers`]). 1.6.20 refuses such images at import, before any shim.
+//! module and p2 component run through `ctr` and through CRI from the content store; a
+//! component in the CNCF Wasm OCI artifact layout runs through CRI (`ctr run` itself refuses
+//! its config type) (see [`common::layers`]). 1.6.20 refuses such images at import, before any shim.
 
 mod common;
 
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::cri::{CriNode, cri_node_on, log_lines};
 use common::layers::{
-    assert_layer_images_run, assert_layer_pods_run, assert_not_importable, reads_wasm_layers,
+    assert_ctr_refuses_cncf_artifacts, assert_layer_images_run, assert_layer_pods_run,
+    assert_not_importable, reads_wasm_layers,
 };
 use common::{Node, assert_denied, assert_refused, node_on};
 use warden_cri::ContainerSpec;
@@ -122,6 +124,7 @@ fn containerd_1_6() {
 fn containerd_1_7() {
     let n = ctr_checks(&Version::V1_7);
     assert_layer_images_run(&n);
+    assert_ctr_refuses_cncf_artifacts(&n);
     let mut n = cri_checks(&Version::V1_7);
     assert_layer_pods_run(&mut n);
 }
@@ -130,6 +133,7 @@ fn containerd_1_7() {
 fn containerd_2_1() {
     let n = ctr_checks(&Version::V2_1);
     assert_layer_images_run(&n);
+    assert_ctr_refuses_cncf_artifacts(&n);
     let mut n = cri_checks(&Version::V2_1);
     assert_layer_pods_run(&mut n);
 }

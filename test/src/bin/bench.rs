@@ -8,7 +8,7 @@
 //!   (shim, zygotes, container process), warden against runc.
 //! - HTTP: requests per second and p50/p99 latency of `wrk -t2 -c50 -d10s --latency` (Debian's
 //!   `wrk`, which `make deps` installs; the bench fails without it) against `GET /` of the
-//!   `wasi:http` component `test/guests/http-service` under warden, run under profile `bench`,
+//!   `wasi:http` component `test/guests/http-hello` under warden, run under profile `bench`,
 //!   which has an egress rule loaded (`http.outbound`), and against the same answer from a
 //!   static native hyper server (`test/guests/native-http`) under runc. Both serve on a free
 //!   port of 127.0.0.1 with `ctr run --net-host`, get 1 s of `wrk` as warm-up first, and are
@@ -409,7 +409,7 @@ fn http(c: &Containerd, guests: &Guests, audit_log: &Path) {
     println!(
         "\nhttp: wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{WRK_SECONDS}s --latency, GET /, after {WRK_WARMUP_SECONDS} s of warm-up; ctr run --net-host on 127.0.0.1"
     );
-    let component = std::fs::read(guests.http_service()).expect("the http-service component");
+    let component = std::fs::read(guests.http_hello()).expect("the http-hello component");
     let wasm_image = "localhost/bench/http-wasm:1";
     c.import_image(&ImageBuilder::wasm_rootfs(
         wasm_image,

@@ -49,6 +49,37 @@ pub fn layer_image(
     (name, digest)
 }
 
+/// A p2 component in the CNCF Wasm OCI artifact layout (config
+/// `application/vnd.wasm.config.v0+json`, one `application/wasm` layer), as the Wasm
+/// ecosystem's tools publish it; returns its name and the layer's digest.
+pub fn cncf_artifact(c: &Containerd) -> (String, String) {
+    let name = "localhost/warden-test/cncf-artifact:latest";
+    let image = ImageBuilder::new(name)
+        .wasm_layer(guests::build_guests().p2("hello"), image::MEDIA_TYPE_WASM)
+        .platform("wasip2", "wasm")
+        .cncf_wasm_config();
+    let info = c.import_image(&image);
+    (name.to_string(), info.layers[0].1.clone())
+}
+
+/// `ctr run` cannot start a CNCF Wasm artifact: ctr itself (containerd's client library)
+/// refuses the image's config type before any shim runs, on 1.7 and 2.1 alike. The README
+/// says so; CRI runs such images ([`assert_layer_pods_run`]).
+pub fn assert_ctr_refuses_cncf_artifacts(n: &Node) {
+    let (name, _) = cncf_artifact(&n.containerd);
+    let r = n.containerd.run(
+        &name,
+        &n.containerd.unique_id("cncf"),
+        RunOpts::warden().args(["/hello.wasm"]),
+    );
+    assert_ne!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("unknown image config media type application/vnd.wasm.config.v0+json"),
+        "{r:?}"
+    );
+}
+
 /// containerd 1.6.20 refuses an OCI Wasm-layer image at import, before any shim: what the
 /// README tells users of that version.
 pub fn assert_not_importable(n: &Node, module: Vec<u8>) {
@@ -140,8 +171,9 @@ pub fn assert_layer_images_run(n: &Node) {
     }
 }
 
-/// A p1 module and a p2 component as OCI Wasm-layer images run in a pod through CRI, with
-/// handler `warden`; the audit record's module digest is the layer's.
+/// A p1 module and a p2 component as OCI Wasm-layer images, and a p2 component in the CNCF
+/// Wasm OCI artifact layout, run in a pod through CRI, with handler `warden`; the audit
+/// record's module digest is the layer's.
 pub fn assert_layer_pods_run(n: &mut CriNode) {
     let guests = guests::build_guests();
     n.set_policy("version = 1\n");
@@ -159,8 +191,17 @@ pub fn assert_layer_pods_run(n: &mut CriNode) {
             "wasip2",
         ),
     ];
-    for (name, module, media_type, os) in cases {
-        let (image, layer_digest) = layer_image(&n.containerd, name, module, media_type, os);
+    let mut images: Vec<(&str, String, String)> = cases
+        .into_iter()
+        .map(|(name, module, media_type, os)| {
+            let (image, digest) = layer_image(&n.containerd, name, module, media_type, os);
+            (name, image, digest)
+        })
+        .collect();
+    // And a component in the CNCF Wasm OCI artifact layout, which `ctr run` cannot start.
+    let (image, digest) = cncf_artifact(&n.containerd);
+    images.push(("cncf-artifact", image, digest));
+    for (name, image, layer_digest) in images {
         // containerd 2.x fills CRI's image cache a few milliseconds after an import.
         let deadline = Instant::now() + Duration::from_secs(2);
         while n.cri.image_status(&image).expect("ImageStatus").is_none() {
