@@ -68,6 +68,10 @@ pub fn engine_for(flavor: Flavor) -> Result<Engine> {
 }
 
 /// Guest instances a pooled engine has slots for: an HTTP service's requests in flight.
+/// Bytes of a pooled memory or table reset in place rather than decommitted (see
+/// [`pooled_engine_for`]).
+const KEEP_RESIDENT: usize = 64 << 10;
+
 pub const POOL_INSTANCES: u32 = crate::http_server::MAX_IN_FLIGHT as u32;
 
 /// The engine for an HTTP service: [`config`] with wasmtime's pooling allocator, which
@@ -90,6 +94,18 @@ pub fn pooled_engine_for(flavor: Flavor, max_memory: Option<u64>) -> Result<Engi
         .max_tables_per_component(4)
         .max_core_instances_per_component(8)
         .max_memory_size(usize::try_from(max_memory.unwrap_or(4 << 30)).unwrap_or(usize::MAX));
+    // A slot's memory and tables are reset in place when its instance ends, instead of
+    // being decommitted with `madvise`: in a service process whose threads run on several
+    // CPUs every `madvise` is a TLB shootdown (an interrupt to each of them), three per
+    // request. PAGEMAP_SCAN (Linux 6.7+; without it wasmtime falls back to `memset`) finds the
+    // pages the instance wrote, so only those are reset, up to the first 64 KiB; the rest is
+    // decommitted as before. The next request's instance sees exactly what a fresh slot
+    // holds either way. On 2 CPUs this took a hello component from 19.6k to 21k requests/s.
+    // For the scan wasmtime keeps `/proc/self/pagemap` open: the service process's own page
+    // table, which no guest can reach (guests hold no host descriptor).
+    pool.linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = config(flavor);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     Ok(Engine::new(&config)?)

@@ -36,8 +36,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use nix::sys::signal::{SigSet, Signal};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinSet;
 use warden_audit::escape_for_terminal;
 use wasmtime_wasi_http::io::TokioIo;
@@ -80,12 +79,55 @@ pub fn text_response(status: http::StatusCode, text: impl Into<String>) -> hyper
     response
 }
 
-/// Binds the service's address. The container is ready once this returned.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .await
+/// Binds the service's address for one shard of the server (see [`serve`]): every shard
+/// listens on the same address with `SO_REUSEPORT`, so that the kernel spreads connections
+/// over the shards. The first shard's bind reports a bad address; the others bind the
+/// address it got (a port 0 becomes the port the first one was given). The container is
+/// ready once the first shard has bound.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("cannot create a socket for {addr}: {e}"))?;
+    socket
+        .set_reuseaddr(true)
+        .and_then(|()| socket.set_reuseport(true))
+        .map_err(|e| format!("cannot share {addr} between the server's threads: {e}"))?;
+    socket
+        .bind(addr)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    socket
+        .listen(LISTEN_BACKLOG)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
+
+/// Connections waiting to be accepted, per shard.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// What the shards of one server share: the bound on requests in flight (the instance pool
+/// is one for the whole service), how long a drain may take, and the termination signals.
+#[derive(Clone)]
+pub struct Shared {
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    pub drain: Duration,
+    pub signals: Signals,
+}
+
+impl Shared {
+    pub fn new(drain: Duration, signals: Signals) -> Self {
+        Shared {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            drain,
+            signals,
+        }
+    }
+}
+
+/// How many termination signals (SIGTERM, SIGINT) the process has received, for every shard
+/// to see: the first starts the drain, the second cuts it short.
+pub type Signals = tokio::sync::watch::Receiver<u32>;
 
 /// How serving ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,22 +149,23 @@ impl ServeEnd {
     }
 }
 
-/// SIGTERM and SIGINT as a channel: blocks both in the calling thread (and so in every
-/// thread it starts afterwards: call it before the runtime starts its workers) and waits for
-/// them in a thread of its own with `sigwait`. Unlike tokio's signal driver this opens no
-/// descriptor (the runner holds none but stdio, its grants and the report pipe).
-pub fn termination_signals() -> Result<UnboundedReceiver<Signal>, String> {
+/// SIGTERM and SIGINT, counted ([`Signals`]): blocks both in the calling thread (and so in
+/// every thread it starts afterwards: call it before the server's threads start) and waits
+/// for them in a thread of its own with `sigwait`. Unlike tokio's signal driver this opens
+/// no descriptor (the runner holds none but stdio, its grants and the report pipe).
+pub fn termination_signals() -> Result<Signals, String> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
     set.thread_block()
         .map_err(|e| format!("blocking SIGTERM and SIGINT: {e}"))?;
-    let (tx, rx) = unbounded_channel();
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
     std::thread::Builder::new()
         .name("warden-signals".into())
         .spawn(move || {
-            while let Ok(signal) = set.wait() {
-                if tx.send(signal).is_err() {
+            while set.wait().is_ok() {
+                tx.send_modify(|count| *count += 1);
+                if tx.is_closed() {
                     return;
                 }
             }
@@ -131,25 +174,31 @@ pub fn termination_signals() -> Result<UnboundedReceiver<Signal>, String> {
     Ok(rx)
 }
 
-/// Serves `listener` with `handler` until SIGTERM (from `signals`, see
-/// [`termination_signals`]); see the module comment.
+/// Serves `listener` with `handler` until SIGTERM (see [`termination_signals`]); see the
+/// module comment. One shard of the server: each runs on a thread of its own with a
+/// single-threaded runtime, and a request is served start to end on the thread that
+/// accepted its connection (the guest's task included), so that no request wakes another
+/// thread. `announce`: this shard says where the service listens.
 pub async fn serve(
     listener: TcpListener,
     handler: Arc<dyn Handler>,
-    drain: Duration,
-    mut signals: UnboundedReceiver<Signal>,
+    shared: Shared,
+    announce: bool,
 ) -> Result<ServeEnd, String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut signals = shared.signals.clone();
     let mut connections = JoinSet::new();
-    let local = listener.local_addr().ok();
-    eprintln!(
-        "warden-http: listening on {}",
-        local.map_or_else(|| "?".into(), |a| a.to_string())
-    );
+    if announce {
+        let local = listener.local_addr().ok();
+        eprintln!(
+            "warden-http: listening on {}",
+            local.map_or_else(|| "?".into(), |a| a.to_string())
+        );
+    }
     loop {
         tokio::select! {
-            _ = signals.recv() => break,
+            // A closed channel (the signal thread is gone) ends serving too.
+            _ = signals.wait_for(|n| *n >= 1) => break,
             // Finished connections are reaped as they end, so the set holds open ones only.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
@@ -157,7 +206,7 @@ pub async fn serve(
                     let _ = stream.set_nodelay(true);
                     let handler = handler.clone();
                     let stop = stop_rx.clone();
-                    let in_flight = in_flight.clone();
+                    let in_flight = shared.in_flight.clone();
                     connections.spawn(serve_connection(stream, handler, in_flight, stop));
                 }
                 Err(e) => {
@@ -170,27 +219,43 @@ pub async fn serve(
     }
     drop(listener);
     let open = connections.len();
-    eprintln!(
-        "warden-http: SIGTERM: no longer accepting; draining {open} open connection(s) for up \
-         to {}s",
-        drain.as_secs()
-    );
+    if announce || open > 0 {
+        eprintln!(
+            "warden-http: SIGTERM: no longer accepting; draining {open} open connection(s) for \
+             up to {}s",
+            shared.drain.as_secs()
+        );
+    }
     let _ = stop_tx.send(true);
-    let deadline = tokio::time::Instant::now() + drain;
+    let deadline = tokio::time::Instant::now() + shared.drain;
     let end = drain_connections(&mut connections, &mut signals, deadline).await;
     access_log().flush();
     Ok(end)
 }
 
+/// How a server of several shards ended: interrupted if any shard was, else the open
+/// connections left at the drain bound, summed.
+pub fn combine(ends: impl IntoIterator<Item = ServeEnd>) -> ServeEnd {
+    let mut left = None;
+    for end in ends {
+        match end {
+            ServeEnd::Interrupted => return ServeEnd::Interrupted,
+            ServeEnd::DrainTimedOut(n) => *left.get_or_insert(0) += n,
+            ServeEnd::Drained => {}
+        }
+    }
+    left.map_or(ServeEnd::Drained, ServeEnd::DrainTimedOut)
+}
+
 /// Waits for the open connections to finish, up to `deadline` or a second signal.
 async fn drain_connections(
     connections: &mut JoinSet<()>,
-    signals: &mut UnboundedReceiver<Signal>,
+    signals: &mut Signals,
     deadline: tokio::time::Instant,
 ) -> ServeEnd {
     loop {
         tokio::select! {
-            _ = signals.recv() => return ServeEnd::Interrupted,
+            _ = signals.wait_for(|n| *n >= 2) => return ServeEnd::Interrupted,
             _ = tokio::time::sleep_until(deadline) => {
                 let left = connections.len();
                 connections.abort_all();
@@ -198,7 +263,6 @@ async fn drain_connections(
                 return ServeEnd::DrainTimedOut(left);
             }
             next = connections.join_next() => if next.is_none() {
-                eprintln!("warden-http: drained; exiting");
                 return ServeEnd::Drained;
             },
         }
@@ -354,6 +418,21 @@ mod tests {
         assert!(!line.contains('\u{1b}'), "{line}");
         assert!(line.starts_with("warden-http access method=POST path=\"/echo?a=%22b%22"));
         assert!(line.ends_with("status=201 ms=1.50"), "{line}");
+    }
+
+    #[test]
+    fn shards_end_as_the_worst_of_them() {
+        use ServeEnd::*;
+        assert_eq!(combine([Drained, Drained]), Drained);
+        assert_eq!(
+            combine([Drained, DrainTimedOut(2), DrainTimedOut(1)]),
+            DrainTimedOut(3)
+        );
+        assert_eq!(
+            combine([DrainTimedOut(2), Interrupted, Drained]),
+            Interrupted
+        );
+        assert_eq!(combine([]), Drained);
     }
 
     #[test]
