@@ -151,6 +151,12 @@ fn create(launch: Launch) -> anyhow::Result<YoukiContainer> {
     builder
         .as_init(&cfg.bundle)
         .as_sibling(true)
+        // Not detached: libcontainer 0.7 then accepts a spec with `process.terminal` and no
+        // console socket, as 0.6 did (the shim never passes a console socket: stdio is
+        // containerd's FIFOs, and containerd-shimkit refuses a task that asks for a
+        // terminal, so only a spec at odds with its task request gets here). Detached, 0.7's
+        // default, refuses such a spec; 0.7 reads the flag for nothing else.
+        .with_detach(false)
         .with_systemd(cfg.config.systemd_cgroup)
         .build()
         .context("creating the container")

@@ -21,7 +21,9 @@ use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{
     Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
 };
-use oci_spec::runtime::Spec;
+// libcontainer's own oci-spec (0.10 for libcontainer 0.7), which its `Executor` trait takes; the
+// rest of the shim uses oci-spec 0.9, as containerd-shimkit does.
+use libcontainer::oci_spec::runtime::Spec;
 use warden_audit::escape_for_terminal;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
