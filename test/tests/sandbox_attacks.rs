@@ -523,6 +523,24 @@ fn names_never_resolve_through_the_image() {
         "{r:?}\n{}",
         n.containerd.log_tail(80)
     );
+
+    // The same for a WASI 0.3 component (`wasi:sockets/ip-name-lookup@0.3.0`), from an image
+    // with the same hostile files.
+    let resolve3 = guests::build_guests().p3_bytes("p3-resolve");
+    let img3 = image_with(&n, "p3-resolve", resolve3, |i| {
+        i.file("/etc/hosts", "127.0.0.1 evil.warden.test\n", 0o644)
+            .file("/etc/nsswitch.conf", "hosts: files evil\n", 0o644)
+            .file("/etc/resolv.conf", "nameserver 127.0.0.1\n", 0o644)
+    });
+    let r = n.run_as("open", &img3, &["evil.warden.test"], opts());
+    assert!(
+        r.stderr.contains("denied: resolve evil.warden.test"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("127.0.0.1"), "{r:?}");
+    let r = n.run_as("open", &img3, &["good.warden.test"], opts());
+    assert_eq!(r.code, Some(0), "{r:?}\n{}", n.containerd.log_tail(80));
+    assert!(r.stdout.lines().any(|l| l == "127.0.0.1"), "{r:?}");
 }
 
 #[test]
