@@ -116,28 +116,9 @@ fn main() {
     let cache = files.path().join("cache");
     std::fs::write(files.path().join("policy.toml"), POLICY).expect("policy");
     let guests = build_guests();
-    let c = Containerd::start(Options {
-        shim_dir: Some(warden_test::shim::shim_dir().to_path_buf()),
-        env: vec![
-            ("WARDEN_CACHE_DIR".into(), cache.display().to_string()),
-            (
-                "WARDEN_AUDIT_LOG".into(),
-                files.path().join("audit.jsonl").display().to_string(),
-            ),
-            (
-                "WARDEN_POLICY".into(),
-                files.path().join("policy.toml").display().to_string(),
-            ),
-        ],
-        ..Options::default()
-    });
+    let c = Containerd::start(warden_options(files.path()));
 
-    let native = std::fs::read(guests.native_hello()).expect("native hello");
-    c.import_image(
-        &ImageBuilder::new("localhost/bench/native:1")
-            .file("/hello", native, 0o755)
-            .entrypoint(["/hello"]),
-    );
+    import_native_hello(&c, guests);
     let wasm_image = |name: &str, bytes: Vec<u8>| {
         let r = format!("localhost/bench/{name}:1");
         c.import_image(&ImageBuilder::wasm_rootfs(&r, "/app.wasm", bytes).file(
@@ -172,6 +153,31 @@ fn main() {
             println!("{l}");
         }
     }
+}
+
+/// A private containerd with the shim on its PATH and warden's cache, audit log and policy
+/// under `files`.
+fn warden_options(files: &Path) -> Options {
+    let file = |name: &str| files.join(name).display().to_string();
+    Options {
+        shim_dir: Some(warden_test::shim::shim_dir().to_path_buf()),
+        env: vec![
+            ("WARDEN_CACHE_DIR".into(), file("cache")),
+            ("WARDEN_AUDIT_LOG".into(), file("audit.jsonl")),
+            ("WARDEN_POLICY".into(), file("policy.toml")),
+        ],
+        ..Options::default()
+    }
+}
+
+/// The baseline image: the static native hello at `/hello`.
+fn import_native_hello(c: &Containerd, guests: &Guests) {
+    let native = std::fs::read(guests.native_hello()).expect("native hello");
+    c.import_image(
+        &ImageBuilder::new("localhost/bench/native:1")
+            .file("/hello", native, 0o755)
+            .entrypoint(["/hello"]),
+    );
 }
 
 fn latency(c: &Containerd, runs: usize, cache: &Path, p1: &str, p2: &str, p3: &str) {
@@ -266,30 +272,10 @@ fn versions(runs: usize, guests: &Guests) {
     for version in [Version::V1_6, Version::V1_7, Version::V2_1] {
         let files = tempfile::tempdir().expect("temp dir");
         let c = Containerd::start(Options {
-            shim_dir: Some(warden_test::shim::shim_dir().to_path_buf()),
-            env: vec![
-                (
-                    "WARDEN_CACHE_DIR".into(),
-                    files.path().join("cache").display().to_string(),
-                ),
-                (
-                    "WARDEN_AUDIT_LOG".into(),
-                    files.path().join("audit.jsonl").display().to_string(),
-                ),
-                (
-                    "WARDEN_POLICY".into(),
-                    files.path().join("policy.toml").display().to_string(),
-                ),
-            ],
             version: Some(version.clone()),
-            ..Options::default()
+            ..warden_options(files.path())
         });
-        let native = std::fs::read(guests.native_hello()).expect("native hello");
-        c.import_image(
-            &ImageBuilder::new("localhost/bench/native:1")
-                .file("/hello", native, 0o755)
-                .entrypoint(["/hello"]),
-        );
+        import_native_hello(&c, guests);
         let rootfs = "localhost/bench/p1:1";
         c.import_image(&ImageBuilder::wasm_rootfs(
             rootfs,
