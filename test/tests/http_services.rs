@@ -296,6 +296,58 @@ fn outgoing_requests_go_only_to_the_origins_the_policy_names() {
     );
 }
 
+/// Instance slots are reused from request to request and reset in place (the pages an
+/// instance wrote, found with PAGEMAP_SCAN) or decommitted: a request that leaves a secret in
+/// the lowest page of memory and in a static must not hand it to any later request, one after
+/// another (the same slot) or many at once (other slots).
+#[test]
+fn a_request_never_sees_what_an_earlier_request_left_in_memory() {
+    let n = node();
+    let image = proxy_image(&n);
+    let svc = serve(&n, &image, None, RunOpts::warden());
+    let addr = svc.addr;
+    let secret = format!("s3cret-{}", std::process::id());
+    // The probe works: in its own instance the secret is in both places.
+    let r = get(addr, &format!("/remember?secret={secret}")).expect("remember");
+    assert_eq!(
+        r.text(),
+        format!("remembered low={secret} static={secret}\n"),
+        "{r:?}"
+    );
+    for round in 0..20 {
+        let r = get(addr, "/recall").expect("recall");
+        assert_eq!(r.text(), "low= static=\n", "round {round}: {r:?}");
+        get(addr, &format!("/remember?secret={secret}-{round}")).expect("remember");
+    }
+    // Many at once, so that other slots are written and read too.
+    let texts: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let secret = &secret;
+                s.spawn(move || {
+                    let mut seen = Vec::new();
+                    for i in 0..10 {
+                        get(addr, &format!("/remember?secret={secret}-{w}-{i}")).expect("remember");
+                        seen.push(get(addr, "/recall").expect("recall").text());
+                    }
+                    seen
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker"))
+            .collect()
+    });
+    for text in &texts {
+        assert_eq!(
+            text, "low= static=\n",
+            "a request saw an earlier one's memory"
+        );
+    }
+    assert_eq!(svc.stop().code, Some(0));
+}
+
 #[test]
 fn a_handler_past_its_limits_gets_an_error_and_the_service_lives_on() {
     let n = node();

@@ -27,6 +27,8 @@
 //! | `GET /fetch-redirect?url=...&host=...` | as `/fetch`, but a 301/302/303/307/308 answer with a `location` header is followed once (absolute URL, or a path on the same origin) |
 //! | `GET /spin` | never answers: burns CPU forever |
 //! | `GET /alloc?mb=<N>` | allocates N MiB, writes one byte in every 4 KiB page, then 200 `allocated <N> MiB\n`; 500 `allocation of <N> MiB failed\n` if the allocator says no |
+//! | `GET /remember?secret=<S>` | writes S (up to 64 bytes) into the lowest page of linear memory and into a static; 200 `remembered low=<S> static=<S>\n` (read back as `/recall` reads) |
+//! | `GET /recall` | 200 `low=<bytes> static=<bytes>\n`: what those two places hold in this instance, each up to its first zero byte |
 //! | `GET /slow?ms=<N>` | sleeps N ms, then 200 `slept <N> ms\n` |
 //! | anything else | 404 `not found\n` |
 //!
@@ -95,6 +97,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Service {
             (Method::Get, "/fetch-redirect") => fetch(&query, true).send(response_out),
             (Method::Get, "/spin") => spin(),
             (Method::Get, "/alloc") => alloc(&query).send(response_out),
+            (Method::Get, "/remember") => remember(&query).send(response_out),
+            (Method::Get, "/recall") => recall().send(response_out),
             (Method::Get, "/slow") => match query.number::<u64>("ms", Some(0)) {
                 Ok(ms) => {
                     sleep_ms(ms);
@@ -399,6 +403,50 @@ fn alloc(query: &Query) -> Reply {
     }
     black_box(&memory);
     Reply::text(200, format!("allocated {mb} MiB\n"))
+}
+
+/// Where `/remember` leaves a secret in the lowest page of linear memory (below the stack's
+/// used part, which grows down from 1 MiB): the first bytes a slot's in-place reset covers.
+const LOW_ADDRESS: usize = 0x1000;
+/// How many bytes of a secret are kept (both places).
+const SECRET_LEN: usize = 64;
+/// The other place: a static, in the data/bss segment above the stack (decommitted on reset).
+static mut SECRET: [u8; SECRET_LEN] = [0; SECRET_LEN];
+
+/// Writes the `secret` parameter (up to 64 bytes) into the lowest page of memory and into a
+/// static, as a request handling one user's data would leave it behind.
+fn remember(query: &Query) -> Reply {
+    let Some(secret) = query.get("secret") else {
+        return Reply::text(400, "missing query parameter `secret`\n");
+    };
+    let bytes = secret.as_bytes();
+    let n = bytes.len().min(SECRET_LEN);
+    for (i, &b) in bytes[..n].iter().enumerate() {
+        // SAFETY: linear memory from LOW_ADDRESS on is mapped and nothing of this program
+        // lives there (the shadow stack starts at 1 MiB and grows down, far from it).
+        unsafe {
+            std::ptr::write_volatile((LOW_ADDRESS + i) as *mut u8, b);
+            std::ptr::write_volatile(std::ptr::addr_of_mut!(SECRET[i]), b);
+        }
+    }
+    Reply::text(200, format!("remembered {}", recalled()))
+}
+
+/// What `/remember` left, as this instance sees it: `low=<bytes> static=<bytes>`, each up to
+/// its first zero byte (empty in a fresh instance).
+fn recall() -> Reply {
+    Reply::text(200, recalled())
+}
+
+fn recalled() -> String {
+    let read = |at: &dyn Fn(usize) -> u8| {
+        let bytes: Vec<u8> = (0..SECRET_LEN).map(at).take_while(|&b| b != 0).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    // SAFETY: as in `remember`.
+    let low = read(&|i| unsafe { std::ptr::read_volatile((LOW_ADDRESS + i) as *const u8) });
+    let stat = read(&|i| unsafe { std::ptr::read_volatile(std::ptr::addr_of!(SECRET[i])) });
+    format!("low={low} static={stat}\n")
 }
 
 fn sleep_ms(ms: u64) {
