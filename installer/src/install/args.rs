@@ -139,8 +139,8 @@ pub struct KubeArgs {
 
     /// A kubeconfig to reach the API server with, instead of the pod's in-cluster config
     /// (its service account token and CA, KUBERNETES_SERVICE_HOST/PORT): for running outside
-    /// a pod, and the tests.
-    #[arg(long, value_name = "FILE")]
+    /// a pod, and the tests. One file (not a list, as kubectl's KUBECONFIG may be).
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 }
 

@@ -99,12 +99,52 @@ pub struct RecordedApi {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     addr: std::net::SocketAddr,
+    /// The network namespace it listens in, when not this process's.
+    netns: Option<PathBuf>,
+}
+
+/// Runs `f` on a thread that joined the network namespace `netns` (this one's for `None`).
+fn in_netns<T: Send + 'static>(netns: Option<&Path>, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let netns = netns.map(Path::to_path_buf);
+    std::thread::spawn(move || {
+        if let Some(netns) = netns {
+            use std::os::fd::AsRawFd;
+            let file =
+                std::fs::File::open(&netns).unwrap_or_else(|e| panic!("{}: {e}", netns.display()));
+            // SAFETY: setns on a namespace fd; it changes only this thread, which ends here.
+            let joined = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(
+                joined,
+                0,
+                "setns {}: {}",
+                netns.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        f()
+    })
+    .join()
+    .unwrap()
 }
 
 impl RecordedApi {
     /// Serves `exchanges` (any number of times each, in any order).
     pub fn start(exchanges: Vec<Exchange>) -> RecordedApi {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        RecordedApi::serve_on(TcpListener::bind("127.0.0.1:0").unwrap(), exchanges)
+    }
+
+    /// [`RecordedApi::start`], listening on 127.0.0.1 of the network namespace `netns`
+    /// (e.g. `/proc/PID/ns/net`): for a container that runs in that namespace, as a pod
+    /// without hostNetwork does. The listening socket is made by a thread that joined the
+    /// namespace, and stays in it.
+    pub fn start_in_netns(exchanges: Vec<Exchange>, netns: &Path) -> RecordedApi {
+        let listener = in_netns(Some(netns), || TcpListener::bind("127.0.0.1:0").unwrap());
+        let mut api = RecordedApi::serve_on(listener, exchanges);
+        api.netns = Some(netns.to_path_buf());
+        api
+    }
+
+    fn serve_on(listener: TcpListener, exchanges: Vec<Exchange>) -> RecordedApi {
         let addr = listener.local_addr().unwrap();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -129,7 +169,13 @@ impl RecordedApi {
             stop,
             thread: Some(thread),
             addr,
+            netns: None,
         }
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// Every request received so far.
@@ -179,7 +225,10 @@ impl RecordedApi {
 impl Drop for RecordedApi {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
+        let addr = self.addr;
+        in_netns(self.netns.as_deref(), move || {
+            let _ = TcpStream::connect(addr);
+        });
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
