@@ -15,10 +15,11 @@
 //! dbus-daemon (there is no systemd here) whose RestartUnit restarts that containerd; the
 //! API server replays recorded exchanges on 127.0.0.1 in the pod's network namespace.
 //!
-//! What Kubernetes would add and this test does not: the service account's token volume
-//! (the container gets a kubeconfig for the recorded, plain-HTTP API server through
-//! KUBECONFIG instead, since the in-cluster client speaks only HTTPS), the kubelet's
-//! /etc/hosts, /etc/resolv.conf and termination-log mounts, and a CNI-made network.
+//! What the kubelet adds, the test adds too: the service account's volume at
+//! /var/run/secrets/kubernetes.io/serviceaccount (a token, the cluster CA's certificate, the
+//! namespace) and KUBERNETES_SERVICE_HOST/PORT, so the installer uses its in-cluster client
+//! over TLS, with a server certificate that CA signed (openssl). What it does not add: the
+//! kubelet's /etc/hosts, /etc/resolv.conf and termination-log mounts, and a CNI-made network.
 //!
 //! The container installs the shim from the image (digest-verified), registers it, restarts
 //! containerd through D-Bus, verifies through CRI on the mounted socket dir, writes the
@@ -36,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon_support::{DbusDaemon, RecordedApi, SystemdStandIn, exchanges_with};
+use daemon_support::{DbusDaemon, RecordedApi, ServingCert, SystemdStandIn, exchanges_with};
 use serde_json::Value;
 use warden_cri::{Client, ContainerSpec, PodSpec};
 use warden_test::containerd::{Containerd, NodePath, Options};
@@ -46,6 +47,8 @@ use warden_test::image::ImageBuilder;
 
 const NODE: &str = "worker-1";
 const PAUSE_IMAGE: &str = "localhost/warden-test/pause:1";
+/// The service account token the container presents.
+const TOKEN: &str = "warden-installer-token-for-the-recorded-api";
 const POLICY: &str = "version = 1\n\n[profiles.reader]\nnamespaces = [\"*\"]\n";
 /// Where `make image` writes its archive, unless WARDEN_IMAGES_DIR says otherwise.
 const IMAGES_DIR_ENV: &str = "WARDEN_IMAGES_DIR";
@@ -506,20 +509,26 @@ fn the_daemonset_container_installs_and_a_wasm_pod_runs(version: Version) {
         "containerd://{}.{}.{}",
         release.major, release.minor, release.patch
     );
-    let api = RecordedApi::start_in_netns(
+    // The API server over TLS with a certificate the cluster's CA signed, as the in-cluster
+    // client reaches it.
+    let serving = ServingCert::generate(&dir.join("pki"));
+    let api = RecordedApi::start_tls_in_netns(
         exchanges_with(
             &["get-node", "patch-ready", "patch-unready"],
             &[("{NODE}", NODE), ("containerd://1.6.20", &runtime_version)],
         ),
         &network.path(),
+        &serving,
     );
-    // The ConfigMap, and the kubeconfig that stands in for the service account.
+    // The ConfigMap, and the service account's volume as the kubelet projects it.
     let config_map = dir.join("configmap");
     fs::create_dir_all(&config_map).unwrap();
     fs::write(config_map.join("policy.toml"), POLICY).unwrap();
-    let credentials = dir.join("credentials");
-    fs::create_dir_all(&credentials).unwrap();
-    api.write_kubeconfig(&credentials.join("kubeconfig"));
+    let service_account = dir.join("serviceaccount");
+    fs::create_dir_all(&service_account).unwrap();
+    fs::copy(&serving.ca_pem, service_account.join("ca.crt")).unwrap();
+    fs::write(service_account.join("token"), TOKEN).unwrap();
+    fs::write(service_account.join("namespace"), "warden-system").unwrap();
 
     let ds = rendered_daemonset("containerd");
     let image = ds["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -538,15 +547,15 @@ fn the_daemonset_container_installs_and_a_wasm_pod_runs(version: Version) {
     let log = dir.join("installer.log");
     let mut run = vec!["run".to_owned(), "-d".into()];
     run.extend(ctr_flags(&ds, &volumes, release.major));
+    // What the kubelet adds to every pod: the service account's volume
+    // (automountServiceAccountToken) and the API server's address (whatever
+    // enableServiceLinks says).
     run.extend([
         "--mount".into(),
         format!(
-            "type=bind,src={},dst=/var/run/secrets/warden,options=rbind:ro",
-            credentials.display()
+            "type=bind,src={},dst=/var/run/secrets/kubernetes.io/serviceaccount,options=rbind:ro",
+            service_account.display()
         ),
-        "--env".into(),
-        "KUBECONFIG=/var/run/secrets/warden/kubeconfig".into(),
-        // What the kubelet sets in every pod (enableServiceLinks false or not).
         "--env".into(),
         "KUBERNETES_SERVICE_HOST=127.0.0.1".into(),
         "--env".into(),
@@ -616,6 +625,14 @@ fn the_daemonset_container_installs_and_a_wasm_pod_runs(version: Version) {
         },
         &diag,
     );
+    // Over TLS (the CA from the service account's volume), with its token.
+    for request in api.received() {
+        assert_eq!(
+            request.authorization.as_deref(),
+            Some(format!("Bearer {TOKEN}").as_str()),
+            "{request:?}"
+        );
+    }
     let calls = systemd.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].unit, "containerd.service");

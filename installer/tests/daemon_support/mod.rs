@@ -65,6 +65,8 @@ pub struct Received {
     pub path: String,
     pub content_type: Option<String>,
     pub body: Option<Value>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
     /// The recording it matched, if any.
     pub matched: Option<String>,
 }
@@ -130,7 +132,7 @@ fn in_netns<T: Send + 'static>(netns: Option<&Path>, f: impl FnOnce() -> T + Sen
 impl RecordedApi {
     /// Serves `exchanges` (any number of times each, in any order).
     pub fn start(exchanges: Vec<Exchange>) -> RecordedApi {
-        RecordedApi::serve_on(TcpListener::bind("127.0.0.1:0").unwrap(), exchanges)
+        RecordedApi::serve_on(TcpListener::bind("127.0.0.1:0").unwrap(), exchanges, None)
     }
 
     /// [`RecordedApi::start`], listening on 127.0.0.1 of the network namespace `netns`
@@ -139,12 +141,30 @@ impl RecordedApi {
     /// namespace, and stays in it.
     pub fn start_in_netns(exchanges: Vec<Exchange>, netns: &Path) -> RecordedApi {
         let listener = in_netns(Some(netns), || TcpListener::bind("127.0.0.1:0").unwrap());
-        let mut api = RecordedApi::serve_on(listener, exchanges);
+        let mut api = RecordedApi::serve_on(listener, exchanges, None);
         api.netns = Some(netns.to_path_buf());
         api
     }
 
-    fn serve_on(listener: TcpListener, exchanges: Vec<Exchange>) -> RecordedApi {
+    /// [`RecordedApi::start_in_netns`] over TLS, as an API server serves: `https://`, with
+    /// `cert`'s chain and key (see [`ServingCert`]).
+    pub fn start_tls_in_netns(
+        exchanges: Vec<Exchange>,
+        netns: &Path,
+        cert: &ServingCert,
+    ) -> RecordedApi {
+        let listener = in_netns(Some(netns), || TcpListener::bind("127.0.0.1:0").unwrap());
+        let mut api = RecordedApi::serve_on(listener, exchanges, Some(cert.server_config()));
+        api.netns = Some(netns.to_path_buf());
+        api
+    }
+
+    fn serve_on(
+        listener: TcpListener,
+        exchanges: Vec<Exchange>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> RecordedApi {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let addr = listener.local_addr().unwrap();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -159,12 +179,25 @@ impl RecordedApi {
                     let Ok(stream) = stream else { continue };
                     let received = received.clone();
                     let exchanges = exchanges.clone();
-                    std::thread::spawn(move || serve(stream, &exchanges, &received));
+                    let tls = tls.clone();
+                    std::thread::spawn(move || {
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                        match tls {
+                            Some(config) => {
+                                let Ok(connection) = rustls::ServerConnection::new(config) else {
+                                    return;
+                                };
+                                let stream = rustls::StreamOwned::new(connection, stream);
+                                serve(BufReader::new(stream), &exchanges, &received);
+                            }
+                            None => serve(BufReader::new(stream), &exchanges, &received),
+                        }
+                    });
                 }
             })
         };
         RecordedApi {
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             received,
             stop,
             thread: Some(thread),
@@ -236,10 +269,11 @@ impl Drop for RecordedApi {
 }
 
 /// Answers the requests of one connection (HTTP/1.1 keep-alive).
-fn serve(stream: TcpStream, exchanges: &[Exchange], received: &Mutex<Vec<Received>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+fn serve<S: Read + Write>(
+    mut reader: BufReader<S>,
+    exchanges: &[Exchange],
+    received: &Mutex<Vec<Received>>,
+) {
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -252,6 +286,7 @@ fn serve(stream: TcpStream, exchanges: &[Exchange], received: &Mutex<Vec<Receive
         let (method, path) = (method.to_owned(), path.to_owned());
         let mut length = 0usize;
         let mut content_type = None;
+        let mut authorization = None;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -265,6 +300,7 @@ fn serve(stream: TcpStream, exchanges: &[Exchange], received: &Mutex<Vec<Receive
                 match name.trim().to_ascii_lowercase().as_str() {
                     "content-length" => length = value.trim().parse().unwrap_or(0),
                     "content-type" => content_type = Some(value.trim().to_owned()),
+                    "authorization" => authorization = Some(value.trim().to_owned()),
                     _ => {}
                 }
             }
@@ -299,6 +335,7 @@ fn serve(stream: TcpStream, exchanges: &[Exchange], received: &Mutex<Vec<Receive
             path,
             content_type,
             body,
+            authorization,
             matched: matched.map(|x| x.name.clone()),
         });
         let text = response.to_string();
@@ -307,9 +344,115 @@ fn serve(stream: TcpStream, exchanges: &[Exchange], received: &Mutex<Vec<Receive
             if status < 300 { "OK" } else { "Not Found" },
             text.len()
         );
-        if writer.write_all(reply.as_bytes()).is_err() {
+        let writer = reader.get_mut();
+        if writer.write_all(reply.as_bytes()).is_err() || writer.flush().is_err() {
             return;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS for the recorded API server.
+
+/// A CA and a server certificate it signed for IP 127.0.0.1, made with `openssl` (as a
+/// cluster's CA signs the API server's): `ca.crt` is what a pod's service account volume
+/// holds.
+pub struct ServingCert {
+    pub ca_pem: PathBuf,
+    server_pem: PathBuf,
+    key_pem: PathBuf,
+}
+
+impl ServingCert {
+    pub fn generate(dir: &Path) -> ServingCert {
+        std::fs::create_dir_all(dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(dir)
+                .args(args)
+                .output()
+                .expect("cannot run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec[..],
+                &["-keyout", "ca.key", "-out", "ca.crt"][..],
+                &["-subj", "/CN=warden-test-cluster-ca", "-days", "2"][..],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=kube-apiserver",
+                ][..],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        ServingCert {
+            ca_pem: dir.join("ca.crt"),
+            server_pem: dir.join("server.crt"),
+            key_pem: dir.join("server.key"),
+        }
+    }
+
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_file_iter(&self.server_pem)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(&self.key_pem).unwrap();
+        // The process's provider: ring, the only one built in (as for kube's client).
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Arc::new(config)
     }
 }
 
