@@ -35,9 +35,12 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use daemon_support::{DbusDaemon, RecordedApi, ServingCert, SystemdStandIn, exchanges_with};
+use daemon_support::{
+    DbusDaemon, RecordedApi, ServingCert, SystemdStandIn, build_pause, exchanges_with, records,
+    wait_until,
+};
 use serde_json::Value;
 use warden_cri::{Client, ContainerSpec, PodSpec};
 use warden_test::containerd::{Containerd, NodePath, Options};
@@ -359,54 +362,6 @@ impl Drop for PodNetwork {
     fn drop(&mut self) {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
-    }
-}
-
-/// A static binary that sleeps until it is killed: the pod sandbox's process.
-fn build_pause(dir: &Path) -> Vec<u8> {
-    let source = dir.join("pause.rs");
-    fs::write(&source, "fn main() { loop { std::thread::park(); } }\n").unwrap();
-    let out = dir.join("pause");
-    let status = Command::new("rustc")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "--edition",
-            "2021",
-            "-O",
-            "--target",
-            "x86_64-unknown-linux-musl",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&source)
-        .status()
-        .expect("cannot run rustc");
-    assert!(status.success(), "rustc could not build the pause binary");
-    fs::read(out).unwrap()
-}
-
-fn records(path: &Path) -> Vec<warden_audit::Record> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut ready: impl FnMut() -> bool,
-    diag: &dyn Fn() -> String,
-) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {timeout:?}\n{}",
-            diag()
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

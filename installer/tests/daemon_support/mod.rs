@@ -31,6 +31,60 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
+// What the daemon's tests do alike.
+
+/// A static binary that sleeps until it is killed: the pod sandbox's process (built with
+/// rustc for the musl target that `rust-toolchain.toml` installs).
+pub fn build_pause(dir: &Path) -> Vec<u8> {
+    let source = dir.join("pause.rs");
+    std::fs::write(&source, "fn main() { loop { std::thread::park(); } }\n").unwrap();
+    let out = dir.join("pause");
+    let status = Command::new("rustc")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .expect("cannot run rustc");
+    assert!(status.success(), "rustc could not build the pause binary");
+    std::fs::read(out).unwrap()
+}
+
+/// The audit records in `path` (none when it is missing).
+pub fn records(path: &Path) -> Vec<warden_audit::Record> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Polls `ready` every 100 ms; fails with `what` and `diag()` after `timeout`.
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+    diag: &dyn Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?}\n{}",
+            diag()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The recorded API server.
 
 /// One recorded request and the response the API server gave.
