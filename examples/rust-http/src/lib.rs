@@ -60,13 +60,13 @@ fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
         return;
     };
     ResponseOutparam::set(out, Ok(response));
-    if let Ok(mut stream) = outgoing.write() {
-        if let Err(e) = stream
+    // The stream is dropped at the end of the `if`, before the body is finished.
+    if let Ok(mut stream) = outgoing.write()
+        && let Err(e) = stream
             .write_all(body)
             .and_then(|()| std::io::Write::flush(&mut stream))
-        {
-            eprintln!("rust-http: writing the response: {e}");
-        }
+    {
+        eprintln!("rust-http: writing the response: {e}");
     }
     let _ = OutgoingBody::finish(outgoing, None);
 }
