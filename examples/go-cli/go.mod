@@ -1,0 +1,3 @@
+module warden.dev/examples/go-cli
+
+go 1.24
