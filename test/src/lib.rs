@@ -14,6 +14,7 @@ pub mod containerd_versions;
 pub mod guests;
 pub mod http;
 pub mod image;
+pub mod sandbox;
 pub mod shim;
 mod util;
 
