@@ -85,7 +85,8 @@ fn image_path(path: &str) -> Result<&str> {
 }
 
 fn octal_mode(text: &str) -> Result<u32> {
-    let mode = u32::from_str_radix(text, 8).with_context(|| format!("mode {text:?} is not octal"))?;
+    let mode =
+        u32::from_str_radix(text, 8).with_context(|| format!("mode {text:?} is not octal"))?;
     if mode > 0o7777 {
         bail!("mode {text:?} is more than 07777");
     }
