@@ -19,6 +19,9 @@ pub struct Machine {
     pub runc: String,
     /// The shim binary measured.
     pub shim: String,
+    /// The bench binary's own build (`release` under `make bench`): the audit section's
+    /// figures are the audit code's as built here.
+    pub bench_build: String,
     pub git_revision: String,
     /// `/proc/loadavg`'s 1, 5 and 15 minute averages when the run started and ended: other
     /// work on the machine shows here.
@@ -53,6 +56,7 @@ impl Machine {
             containerd: Vec::new(),
             runc: first_line("runc", &["--version"]),
             shim: shim.into(),
+            bench_build: warden_test::shim::profile().into(),
             git_revision: first_line("git", &["rev-parse", "--short", "HEAD"]),
             load_before: load_average(),
             load_after: String::new(),
@@ -70,6 +74,7 @@ impl Machine {
             ("containerd", self.containerd.join(", ")),
             ("runc", self.runc.clone()),
             ("shim", self.shim.clone()),
+            ("bench build", self.bench_build.clone()),
             ("git revision", self.git_revision.clone()),
             ("load average before", self.load_before.clone()),
             ("load average after", self.load_after.clone()),

@@ -25,8 +25,13 @@ const BASELINE: &str = "runc at the same pod count";
 pub const TARGET_MB: f64 = 8.0;
 /// How long the containers sleep (they are killed when measured).
 const SLEEP_SECONDS: &str = "600";
-/// How long after the last start the trees are read, so that start-up is over.
-const SETTLE: Duration = Duration::from_secs(2);
+/// How long after the last start the trees are read, so that start-up is over
+/// (`WARDEN_BENCH_SETTLE` seconds, e.g. to inspect the pods meanwhile).
+fn settle() -> Result<Duration> {
+    Ok(Duration::from_secs(
+        crate::env_count("WARDEN_BENCH_SETTLE", 2)? as u64,
+    ))
+}
 
 /// The row name of `runtime` at `pods` pods.
 pub fn case(runtime: &str, pods: usize) -> String {
@@ -99,7 +104,7 @@ pub fn run(b: &Bench, out: &Path) -> Result<Section> {
     s.table(rss);
     s.note(format!(
         "n is pods: each pod's figure is its own shim tree; the pods sleep, and are read {} s after the last one started. A pod here is one container with its own shim, started with `ctr run -d` (a CRI pod adds its pause process to the same shim).",
-        SETTLE.as_secs()
+        settle()?.as_secs()
     ));
     for n in notes {
         s.note(n);
@@ -166,7 +171,7 @@ fn read_trees(
         argv.extend_from_slice(args);
         c.ctr_ok(argv);
     }
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(settle()?);
     let tasks = c.ctr_ok(["task", "ls"]);
     let parents = parent_map();
     ids.iter()

@@ -237,7 +237,7 @@ impl Report {
         let m = &self.machine;
         let mut out = String::from("# warden bench results\n\n");
         out.push_str(&format!(
-            "Written by `make bench` (`test/src/bin/bench/`) on {}.\n\n",
+            "Written by the bench (`test/src/bin/bench/`; `make bench` runs every section) on {}.\n\n",
             m.date
         ));
         out.push_str("| machine | |\n|---|---|\n");
@@ -363,6 +363,7 @@ mod tests {
             containerd: vec!["1.6.20".into()],
             runc: "1.1.5".into(),
             shim: "/x/release/containerd-shim-warden-v1".into(),
+            bench_build: "release".into(),
             git_revision: "abc1234".into(),
             load_before: "0.10 0.20 0.30".into(),
             load_after: "1.00 0.50 0.40".into(),
