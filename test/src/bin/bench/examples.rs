@@ -62,13 +62,8 @@ pub fn measure(b: &Bench, table: &mut Table, example: &Example) -> Result<()> {
         latency::sample_cases(b, table, example.case, &image, &RunOpts::warden, COLD_LIMIT)
     });
     if let Err(e) = outcome {
-        let first = format!("{e:#}")
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string();
         eprintln!("bench: {}: {e:#}", example.case);
-        table.not_run(example.case, &format!("failed: {first}"));
+        table.not_run(example.case, &failure(&format!("{e:#}")));
     }
     Ok(())
 }
@@ -96,6 +91,19 @@ pub fn image_name(tar: &Path) -> Result<String> {
     bail!("{} holds no index.json", tar.display())
 }
 
+/// A failure as a table cell: its first line, at most [`REASON_CHARS`] characters (the whole
+/// error goes to stderr).
+fn failure(error: &str) -> String {
+    let first = error.lines().next().unwrap_or_default();
+    let mut reason: String = first.chars().take(REASON_CHARS).collect();
+    if first.chars().count() > REASON_CHARS {
+        reason.push_str("...");
+    }
+    format!("failed: {reason}")
+}
+
+const REASON_CHARS: usize = 160;
+
 fn name_from_index(text: &str) -> Option<String> {
     let index: serde_json::Value = serde_json::from_str(text).ok()?;
     let annotations = &index["manifests"].as_array()?.first()?["annotations"];
@@ -110,6 +118,13 @@ fn name_from_index(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_is_one_short_line() {
+        assert_eq!(failure("exit 1\nmore"), "failed: exit 1");
+        let long = "x".repeat(500);
+        assert_eq!(failure(&long).len(), "failed: ".len() + REASON_CHARS + 3);
+    }
 
     #[test]
     fn the_image_name_comes_from_the_index() {
