@@ -20,9 +20,11 @@ use crate::{Bench, warden_options};
 const RUNC: &str = "runc pod (native hello)";
 const WARDEN: &str = "warden pod (p1 hello)";
 const WASM_IMAGE: &str = "localhost/bench/cri-p1:1";
-const NATIVE_IMAGE: &str = "localhost/bench/cri-native:1";
+pub const NATIVE_IMAGE: &str = "localhost/bench/cri-native:1";
+/// The p1 `sleep` guest, for sleeping pods.
+pub const WASM_SLEEP_IMAGE: &str = "localhost/bench/cri-sleep:1";
 /// How often the container's status is asked for while waiting for its exit.
-const POLL: Duration = Duration::from_millis(5);
+pub const POLL: Duration = Duration::from_millis(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The phases of one pod's life, in order.
@@ -33,38 +35,63 @@ const PHASES: [&str; 4] = [
     "StopPodSandbox + RemovePodSandbox",
 ];
 
-pub fn run(b: &Bench, machine: &mut Machine) -> Result<Section> {
-    let files = tempfile::tempdir().context("temp dir")?;
-    std::fs::copy(
-        b.files.path().join("policy.toml"),
-        files.path().join("policy.toml"),
-    )
-    .context("copying the policy")?;
-    let c = Containerd::start(Options {
-        extra_config: sandbox::cri_config(),
-        cri: true,
-        namespace: "k8s.io".into(),
-        ..warden_options(files.path())
-    });
-    machine.containerd.push(c.version().to_string());
-    c.import_image(&sandbox::pause_image());
-    c.import_image(&ImageBuilder::wasm_rootfs(
-        WASM_IMAGE,
-        "/app.wasm",
-        b.guests.p1("hello"),
-    ));
-    let native = std::fs::read(b.guests.native_hello()).context("the native hello")?;
-    c.import_image(
-        &ImageBuilder::new(NATIVE_IMAGE)
-            .file("/hello", native, 0o755)
-            .entrypoint(["/hello"])
-            .env("PATH", IMAGE_PATH),
-    );
-    let mut cri = Client::connect(c.socket(), CALL_TIMEOUT)
-        .map_err(|e| anyhow!("{e}\n{}", c.log_tail(40)))?;
-    wait_for_image(&mut cri, WASM_IMAGE)?;
-    wait_for_image(&mut cri, NATIVE_IMAGE)?;
+/// A containerd with CRI, warden's runtime registered as the installer registers it, the
+/// pause image and the two hello images imported, and a CRI client on its socket.
+pub struct Node {
+    pub c: Containerd,
+    pub cri: Client,
+    pub files: tempfile::TempDir,
+}
 
+impl Node {
+    pub fn start(b: &Bench, machine: &mut Machine) -> Result<Node> {
+        let files = tempfile::tempdir().context("temp dir")?;
+        std::fs::copy(
+            b.files.path().join("policy.toml"),
+            files.path().join("policy.toml"),
+        )
+        .context("copying the policy")?;
+        let c = Containerd::start(Options {
+            extra_config: sandbox::cri_config(),
+            cri: true,
+            namespace: "k8s.io".into(),
+            ..warden_options(files.path())
+        });
+        machine.containerd.push(c.version().to_string());
+        c.import_image(&sandbox::pause_image());
+        let mut cri = Client::connect(c.socket(), CALL_TIMEOUT)
+            .map_err(|e| anyhow!("{e}\n{}", c.log_tail(40)))?;
+        let node_images = [
+            ImageBuilder::wasm_rootfs(WASM_IMAGE, "/app.wasm", b.guests.p1("hello")),
+            ImageBuilder::wasm_rootfs(WASM_SLEEP_IMAGE, "/app.wasm", b.guests.p1("sleep")),
+            ImageBuilder::new(NATIVE_IMAGE)
+                .file(
+                    "/hello",
+                    std::fs::read(b.guests.native_hello()).context("the native hello")?,
+                    0o755,
+                )
+                .entrypoint(["/hello"])
+                .env("PATH", IMAGE_PATH),
+        ];
+        for image in &node_images {
+            c.import_image(image);
+            wait_for_image(&mut cri, image.name())?;
+        }
+        Ok(Node { c, cri, files })
+    }
+
+    /// A hostNetwork pod for `handler`, its logs under the node's files.
+    pub fn pod(&self, name: &str, handler: &str) -> PodSpec {
+        let pod = PodSpec::new(name, "default")
+            .handler(handler)
+            .host_network(true);
+        let dir = self.files.path().join("pods").join(&pod.uid);
+        pod.log_dir(dir)
+    }
+}
+
+pub fn run(b: &Bench, machine: &mut Machine) -> Result<Section> {
+    let Node { c, mut cri, files } = Node::start(b, machine)?;
     let logs = files.path().join("pods");
     let mut lifecycle = |handler: &str, image: &str| -> Result<[Duration; 4]> {
         let pod = PodSpec::new("bench", "default")

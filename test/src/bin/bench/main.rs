@@ -39,6 +39,7 @@ mod installer;
 mod latency;
 mod machine;
 mod memory;
+mod memory_cri;
 mod rate;
 mod report;
 mod stats;
@@ -201,7 +202,7 @@ fn main() -> Result<()> {
             "latency" => latency::run(&bench, &out)?,
             "rate" => rate::run(&bench)?,
             "cri" => cri::run(&bench, &mut machine)?,
-            "memory" => memory::run(&bench, &out)?,
+            "memory" => memory::run(&bench, &mut machine, &out)?,
             "http" => http::run(&bench)?,
             "audit" => audit::run(runs)?,
             "installer" => installer::run(&bench, &mut machine)?,

@@ -1,8 +1,10 @@
-//! Memory per pod: N sleeping containers (`ctr run -d`), each with its own shim as each pod
-//! has, under runc (shim + static native program) and under warden (shim, zygote, container
-//! zygote, Wasm runner); for each, RSS and PSS summed over its shim's whole process tree. PSS
+//! Memory per pod, with 1, 10 and 50 sleeping pods (`WARDEN_BENCH_PODS`), warden against runc
+//! at the same count: CRI pods ([`memory_cri`]: the pause and a sleeping container, as the
+//! kubelet starts them), then containers started with `ctr run -d`, each with its own shim
+//! (warden: shim, zygote, container zygote, Wasm runner; runc: shim and the static native
+//! program). A pod's figure is RSS and PSS summed over its shims' whole process trees. PSS
 //! shares each page among the processes mapping it, so the shim binary's pages cost less per
-//! pod as pods are added: hence 1, 10 and 50 pods (`WARDEN_BENCH_PODS`).
+//! pod as pods are added: hence several counts. The chart and the target are the CRI pods'.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,13 +13,18 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use warden_test::containerd::{Containerd, RUNC_RUNTIME, WARDEN_RUNTIME};
 
+use warden_test::sandbox::HANDLER;
+
 use crate::charts::{self, PodCount};
+use crate::machine::Machine;
 use crate::report::{Section, Table};
 use crate::stats::Samples;
-use crate::{Bench, NATIVE_IMAGE};
+use crate::{Bench, NATIVE_IMAGE, cri, memory_cri};
 
-pub const PSS_TABLE: &str = "PSS per pod (each pod's shim tree)";
-const RSS_TABLE: &str = "RSS per pod (each pod's shim tree)";
+pub const PSS_TABLE: &str = "PSS per CRI pod (pause + a sleeping container)";
+const RSS_TABLE: &str = "RSS per CRI pod (pause + a sleeping container)";
+const CTR_PSS_TABLE: &str = "PSS per container started with ctr run -d (its own shim)";
+const CTR_RSS_TABLE: &str = "RSS per container started with ctr run -d (its own shim)";
 const CHART: &str = "memory-per-pod.png";
 /// Each row's baseline.
 const BASELINE: &str = "runc at the same pod count";
@@ -27,7 +34,7 @@ pub const TARGET_MB: f64 = 8.0;
 const SLEEP_SECONDS: &str = "600";
 /// How long after the last start the trees are read, so that start-up is over
 /// (`WARDEN_BENCH_SETTLE` seconds, e.g. to inspect the pods meanwhile).
-fn settle() -> Result<Duration> {
+pub fn settle() -> Result<Duration> {
     Ok(Duration::from_secs(
         crate::env_count("WARDEN_BENCH_SETTLE", 2)? as u64,
     ))
@@ -41,26 +48,81 @@ pub fn case(runtime: &str, pods: usize) -> String {
     }
 }
 
-/// One pod's shim tree.
-struct Tree {
-    rss_kb: f64,
-    pss_kb: f64,
-    processes: usize,
+/// One pod's shim tree (or trees).
+#[derive(Debug, Default)]
+pub struct Tree {
+    pub rss_kb: f64,
+    pub pss_kb: f64,
+    pub processes: usize,
 }
 
-pub fn run(b: &Bench, out: &Path) -> Result<Section> {
+impl Tree {
+    pub fn add(&mut self, other: &Tree) {
+        self.rss_kb += other.rss_kb;
+        self.pss_kb += other.pss_kb;
+        self.processes += other.processes;
+    }
+}
+
+/// One form of "pod": CRI pods, or containers started with `ctr run -d`.
+struct Form {
+    /// How the notes name the form.
+    label: &'static str,
+    pss: Table,
+    rss: Table,
+    groups: Vec<PodCount>,
+    notes: Vec<String>,
+}
+
+impl Form {
+    fn new(label: &'static str, pss_title: &str, rss_title: &str) -> Form {
+        Form {
+            label,
+            pss: Table::new(pss_title, "MB", BASELINE),
+            rss: Table::new(rss_title, "MB", BASELINE),
+            groups: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Records `n` pods of `name` (`runc` or `warden`).
+    fn add(&mut self, name: &str, n: usize, trees: &[Tree]) {
+        let mb = |f: &dyn Fn(&Tree) -> f64| Samples(trees.iter().map(|t| f(t) / 1024.0).collect());
+        let pss_mb = mb(&|t| t.pss_kb);
+        let base = case("runc", n);
+        self.pss.measured(&case(name, n), &pss_mb).against(&base);
+        self.rss
+            .measured(&case(name, n), &mb(&|t| t.rss_kb))
+            .against(&base);
+        if self.groups.last().is_none_or(|g| g.pods != n) {
+            self.groups.push(PodCount {
+                pods: n,
+                runc: None,
+                warden: None,
+            });
+        }
+        if let Some(group) = self.groups.last_mut() {
+            match name {
+                "runc" => group.runc = Some(pss_mb.median()),
+                _ => group.warden = Some(pss_mb.median()),
+            }
+        }
+        let processes: usize = trees.iter().map(|t| t.processes).sum();
+        let total: f64 = trees.iter().map(|t| t.pss_kb).sum::<f64>() / 1024.0;
+        self.notes.push(format!(
+            "{}, {}: {processes} processes, {total:.1} MB PSS in all ({:.2} MB per pod)",
+            self.label,
+            case(name, n),
+            total / n.max(1) as f64
+        ));
+    }
+}
+
+pub fn run(b: &Bench, machine: &mut Machine, out: &Path) -> Result<Section> {
     let counts = pod_counts()?;
     let sleeper = b.wasm_image("sleep", b.guests.p1("sleep"));
-    let mut pss = Table::new(PSS_TABLE, "MB", BASELINE);
-    let mut rss = Table::new(RSS_TABLE, "MB", BASELINE);
-    let mut groups = Vec::new();
-    let mut notes = Vec::new();
+    let mut ctr = Form::new("ctr run -d", CTR_PSS_TABLE, CTR_RSS_TABLE);
     for &n in &counts {
-        let mut group = PodCount {
-            pods: n,
-            runc: None,
-            warden: None,
-        };
         for (name, runtime, image, args) in [
             (
                 "runc",
@@ -77,45 +139,40 @@ pub fn run(b: &Bench, out: &Path) -> Result<Section> {
         ] {
             let smaps = n == counts[0] && std::env::var_os("WARDEN_BENCH_SMAPS").is_some();
             let trees = sleeping_pods(&b.c, n, runtime, image, &args, smaps)?;
-            let mb =
-                |f: &dyn Fn(&Tree) -> f64| Samples(trees.iter().map(|t| f(t) / 1024.0).collect());
-            let pss_mb = mb(&|t| t.pss_kb);
-            let base = case("runc", n);
-            pss.measured(&case(name, n), &pss_mb).against(&base);
-            rss.measured(&case(name, n), &mb(&|t| t.rss_kb))
-                .against(&base);
-            let median = pss_mb.median();
-            match name {
-                "runc" => group.runc = Some(median),
-                _ => group.warden = Some(median),
-            }
-            let processes: usize = trees.iter().map(|t| t.processes).sum();
-            let total: f64 = trees.iter().map(|t| t.pss_kb).sum::<f64>() / 1024.0;
-            notes.push(format!(
-                "{}: {processes} processes, {total:.1} MB PSS in all ({:.2} MB per pod)",
-                case(name, n),
-                total / n as f64
-            ));
+            ctr.add(name, n, &trees);
         }
-        groups.push(group);
     }
+    let mut pods = Form::new("CRI pods", PSS_TABLE, RSS_TABLE);
+    let mut node = cri::Node::start(b, machine)?;
+    for &n in &counts {
+        for (name, handler) in [("runc", "runc"), ("warden", HANDLER)] {
+            let trees = memory_cri::sleeping_pods(&mut node, n, handler)
+                .map_err(|e| anyhow::anyhow!("{e:#}\n{}", node.c.log_tail(30)))?;
+            pods.add(name, n, &trees);
+        }
+    }
+
     let mut s = Section::new("memory", "Memory per pod");
-    s.table(pss);
-    s.table(rss);
     s.note(format!(
-        "n is pods: each pod's figure is its own shim tree; the pods sleep, and are read {} s after the last one started. A pod here is one container with its own shim, started with `ctr run -d` (a CRI pod adds its pause process to the same shim).",
+        "n is pods: each pod's figure is RSS or PSS summed over its own shim process tree(s); the pods sleep and are read {} s after the last one started. CRI pods: RunPodSandbox (the pause image) and one sleeping container, hostNetwork, on a containerd with CRI. `ctr run -d`: one sleeping container with its own shim, no pause.",
         settle()?.as_secs()
     ));
-    for n in notes {
-        s.note(n);
+    for form in [&mut pods, &mut ctr] {
+        for n in std::mem::take(&mut form.notes) {
+            s.note(n);
+        }
     }
-    match charts::memory_per_pod(&groups, TARGET_MB, &out.join(CHART)) {
-        Ok(()) => s.charts.push(("memory per pod".into(), CHART.into())),
+    match charts::memory_per_pod(&pods.groups, TARGET_MB, &out.join(CHART)) {
+        Ok(()) => s.charts.push(("memory per CRI pod".into(), CHART.into())),
         Err(e) => {
             eprintln!("bench: {e:#}");
             s.note(format!("chart not drawn: {e:#}"));
         }
     }
+    s.table(pods.pss);
+    s.table(pods.rss);
+    s.table(ctr.pss);
+    s.table(ctr.rss);
     Ok(s)
 }
 
@@ -192,7 +249,7 @@ fn read_trees(
 }
 
 /// The shim `shim` and its descendants.
-fn tree(shim: u32, parents: &HashMap<u32, u32>, runtime: &str, smaps: bool) -> Tree {
+pub fn tree(shim: u32, parents: &HashMap<u32, u32>, runtime: &str, smaps: bool) -> Tree {
     let pids: Vec<u32> = parents
         .keys()
         .copied()
@@ -227,7 +284,7 @@ fn tree(shim: u32, parents: &HashMap<u32, u32>, runtime: &str, smaps: bool) -> T
     t
 }
 
-fn parent_map() -> HashMap<u32, u32> {
+pub fn parent_map() -> HashMap<u32, u32> {
     let mut map = HashMap::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
