@@ -3,15 +3,17 @@
 #   make demo    the whole path on this machine: private containerd, shim installed, a Wasm
 #                image run deny-by-default, a denial, the audit log verified
 #   make test    unit tests and the integration tests on a real containerd (needs root)
-#   make bench   start latency, memory and HTTP throughput/latency (wrk) against runc running
-#                the same program natively (needs root)
+#   make bench   start latency, ctr run rates, CRI pod lifecycle, memory per pod, HTTP (wrk),
+#                audit log and installer, each against its baseline in the same run; writes
+#                bench/results.md, bench/results.json and the charts (needs root)
 #   make examples  the examples' Wasm images, $(IMAGES_DIR)/warden-example-NAME.tar (examples/)
+#   make image   the installer image, $(IMAGES_DIR)/warden-installer.tar (runtimeclass/)
 
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := containerd runc protobuf-compiler libseccomp-dev pkg-config clang lld \
 	wasi-libc libclang-rt-14-dev-wasm32 iproute2 procps ca-certificates wrk \
-	python3 python3-venv shellcheck dbus-daemon wabt debian-archive-keyring
+	python3 python3-venv shellcheck dbus-daemon wabt debian-archive-keyring fonts-dejavu-core
 
 # The manifest tools (runtimeclass/, test/kind/), pinned, in a venv of their own. The tests
 # find it through WARDEN_TOOLS_DIR (default: the same path) and fail when it is missing.
@@ -177,7 +179,6 @@ bench:
 	@$(MAKE) --no-print-directory deps
 	$(CARGO) build --release --workspace --bins
 	@$(MAKE) --no-print-directory shim-digest PROFILE_DIR=release
-	$(CARGO) run --release -q -p warden-audit --example audit_bench -- 2000 100
 	@# The shim just built (a `-p` build of it alone would unify features differently and
 	@# rebuild every dependency in release, about as long again).
 	WARDEN_SHIM_BIN="$$($(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/containerd-shim-warden-v1" \

@@ -16,6 +16,7 @@ pub mod guests;
 pub mod http;
 pub mod image;
 pub mod node_namespace;
+pub mod sandbox;
 pub mod shim;
 mod util;
 

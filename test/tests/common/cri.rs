@@ -2,12 +2,9 @@
 //! registers it, driven through [`warden_cri::Client`] exactly as the kubelet drives it.
 //!
 //! There is no CNI: every pod uses the node's network (`hostNetwork: true`). There is no
-//! registry either: the pod sandbox image is a static pause program built here with
-//! `cc -static` and imported, and `sandbox_image` names it.
+//! registry either: the pod sandbox image is [`warden_test::sandbox`]'s static pause program,
+//! and `sandbox_image` names it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -20,83 +17,12 @@ use warden_test::image::ImageBuilder;
 
 /// The containerd namespace of CRI.
 pub const CRI_NAMESPACE: &str = "k8s.io";
-/// The pod sandbox image: [`pause_binary`] at `/pause`.
-pub const PAUSE_IMAGE: &str = "localhost/warden-test/pause:3.9";
-/// The handler a RuntimeClass `warden` names.
-pub const HANDLER: &str = "warden";
+pub use warden_test::sandbox::{HANDLER, IMAGE_PATH};
+
 /// How long one CRI call may take (the first `RunPodSandbox` starts the shim).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a workload container may take to exit.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The `PATH` of the native images, as `registry.k8s.io/pause` sets it. youki's executor
-/// refuses to start a native process without a `PATH` in its environment (`PATH environment
-/// variable is not set`), even for an absolute entrypoint; runc does not care.
-pub const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// What a pause does: nothing, until told to stop.
-const PAUSE_C: &str = r#"#include <signal.h>
-#include <unistd.h>
-
-static void stop(int sig) { (void)sig; _exit(0); }
-
-int main(void) {
-    signal(SIGTERM, stop);
-    signal(SIGINT, stop);
-    for (;;) pause();
-}
-"#;
-
-/// The pause program, a static native binary, built once per test process (and kept in the
-/// target directory across runs while its source is unchanged).
-fn pause_binary() -> &'static Path {
-    static PAUSE: OnceLock<PathBuf> = OnceLock::new();
-    PAUSE.get_or_init(|| {
-        let dir = warden_test::target_dir().join("cri-pause");
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let source = dir.join("pause.c");
-        let binary = dir.join("pause");
-        let unchanged = std::fs::read_to_string(&source).is_ok_and(|s| s == PAUSE_C);
-        if unchanged && binary.is_file() {
-            return binary;
-        }
-        std::fs::write(&source, PAUSE_C)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", source.display()));
-        // Built under a temporary name and renamed, so a parallel test binary never sees
-        // half a file.
-        let partial = dir.join(format!("pause.{}", std::process::id()));
-        let output = Command::new("cc")
-            .args(["-static", "-Os", "-s", "-o"])
-            .arg(&partial)
-            .arg(&source)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run cc (apt-get install gcc libc6-dev): {e}"));
-        assert!(
-            output.status.success(),
-            "cc -static failed ({}); a static glibc (libc6-dev) is needed:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::fs::rename(&partial, &binary)
-            .unwrap_or_else(|e| panic!("cannot rename to {}: {e}", binary.display()));
-        binary
-    })
-}
-
-/// The CRI config warden's installer writes, plus this node's sandbox image.
-fn cri_config() -> String {
-    format!(
-        r#"
-[plugins."io.containerd.grpc.v1.cri"]
-sandbox_image = "{PAUSE_IMAGE}"
-
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.warden]
-runtime_type = "io.containerd.warden.v1"
-pod_annotations = ["warden.dev/*"]
-"#
-    )
-}
 
 /// A node: containerd with CRI and the shim, warden's files in a temp dir, a CRI client, the
 /// pause image imported.
@@ -122,19 +48,13 @@ pub fn cri_node_on(version: Option<Version>) -> CriNode {
             ("WARDEN_AUDIT_LOG".into(), path("audit.jsonl")),
             ("WARDEN_POLICY".into(), path("policy.toml")),
         ],
-        extra_config: cri_config(),
+        extra_config: warden_test::sandbox::cri_config(),
         cri: true,
         namespace: CRI_NAMESPACE.into(),
         version,
         ..Options::default()
     });
-    let pause = std::fs::read(pause_binary()).expect("pause binary");
-    containerd.import_image(
-        &ImageBuilder::new(PAUSE_IMAGE)
-            .file("/pause", pause, 0o755)
-            .entrypoint(["/pause"])
-            .env("PATH", IMAGE_PATH),
-    );
+    containerd.import_image(&warden_test::sandbox::pause_image());
     let cri = Client::connect(containerd.socket(), CALL_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}\n{}", containerd.log_tail(60)));
     CriNode {
