@@ -179,6 +179,8 @@ bench:
 	@$(MAKE) --no-print-directory deps
 	$(CARGO) build --release --workspace --bins
 	@$(MAKE) --no-print-directory shim-digest PROFILE_DIR=release
+	@# The examples' images: the Go and Python start-latency cases measure them.
+	@$(MAKE) --no-print-directory examples
 	@# The shim just built (a `-p` build of it alone would unify features differently and
 	@# rebuild every dependency in release, about as long again).
 	WARDEN_SHIM_BIN="$$($(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/containerd-shim-warden-v1" \
