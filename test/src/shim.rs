@@ -24,7 +24,7 @@ pub fn profile() -> &'static str {
 /// Path of the shim binary, built once per process.
 ///
 /// With `WARDEN_SHIM_BIN` set, that file is used as it is. Otherwise runs
-/// `cargo build --workspace --bins` (with `--release` when this test binary is a
+/// `cargo build -p containerd-shim-warden-v1` (with `--release` when this test binary is a
 /// release build) in the workspace root; cargo's own environment (`CARGO_TARGET_DIR`,
 /// `RUSTFLAGS`, ...) applies, and the path is the executable cargo reports. Cargo's progress
 /// and diagnostics go to this process's stderr; a failed build panics.
@@ -63,14 +63,12 @@ fn build_shim() -> PathBuf {
     let mut command = crate::cargo_command();
     command
         .current_dir(crate::workspace_root())
-        // The same build as `make build`: a `-p` build of the shim alone unifies the
-        // dependencies' features differently, so it would compile wasmtime's stack a second
-        // time (minutes, and gigabytes of target dir) and put a shim built otherwise where
-        // `make build` put its own.
         .args([
             "build",
-            "--workspace",
-            "--bins",
+            "-p",
+            SHIM_BINARY,
+            "--bin",
+            SHIM_BINARY,
             "--message-format",
             "json-render-diagnostics",
         ])
