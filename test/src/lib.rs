@@ -17,6 +17,7 @@ pub mod http;
 pub mod image;
 pub mod node_namespace;
 pub mod sandbox;
+pub mod service;
 pub mod shim;
 mod util;
 

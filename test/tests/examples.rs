@@ -11,15 +11,15 @@
 //! the module sees no such thing, and the audit log's `create` record shows the profile and
 //! the grants the module got (`strict`, `nothing`) and its `exit` record the failure.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
-use warden_test::containerd::{Containerd, Options, RunOpts, RunResult, Running};
+use warden_test::containerd::{Containerd, Options, RunOpts, RunResult};
 use warden_test::examples::{self, Examples};
-use warden_test::http::{Upstream, free_port, get, request, wait_listening};
+use warden_test::http::{Upstream, get, request};
+use warden_test::service::Service;
 
 /// The namespace the examples' profiles name: for `ctr`, the containerd namespace.
 const NAMESPACE: &str = "warden-example";
@@ -371,56 +371,25 @@ fn python_computes_its_stats_and_strict_leaves_it_without_its_input() {
 // ---------------------------------------------------------------------------------------
 // The HTTP examples: served on a free port of 127.0.0.1 (`--net-host`, WARDEN_HTTP_ADDR).
 
-struct Service<'a> {
-    node: &'a Node,
-    running: Running,
-    addr: SocketAddr,
-}
-
 fn serve<'a>(n: &'a Node, name: &str, profile: Option<&str>, opts: RunOpts) -> Service<'a> {
     let image = n.import(name);
-    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut opts = opts
-        .env("WARDEN_HTTP_ADDR", &addr.to_string())
-        .args([Examples::module_path(name)]);
-    opts.net_host = true;
-    if let Some(p) = profile {
-        opts = opts.annotation("warden.dev/profile", p);
-    }
     let id = n.containerd.unique_id(name);
-    let mut running = n.containerd.spawn_run(&image, &id, opts);
-    let start = Instant::now();
-    while !wait_listening(addr, Duration::from_millis(200)) {
-        if running.has_exited() || start.elapsed() > RUN_TIMEOUT {
-            let r = running.wait(Duration::from_secs(5));
-            panic!(
-                "{name} did not listen on {addr}: {r:?}\n--- containerd log ---\n{}",
-                n.containerd.log_tail(40)
-            );
-        }
-    }
-    Service {
-        node: n,
-        running,
-        addr,
-    }
+    Service::start(
+        &n.containerd,
+        &image,
+        &id,
+        &Examples::module_path(name),
+        profile,
+        opts,
+        RUN_TIMEOUT,
+    )
 }
 
-impl Service<'_> {
-    fn id(&self) -> String {
-        self.running.id.clone()
-    }
-
-    /// SIGTERM; the service drains and exits 0.
-    fn stop(self) -> RunResult {
-        self.node.containerd.kill_task(&self.running.id, "SIGTERM");
-        let r = self
-            .running
-            .wait(Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.code, Some(0), "{r:?}");
-        r
-    }
+/// SIGTERM; the service drains and exits 0.
+fn stop(svc: Service<'_>) -> RunResult {
+    let r = svc.stop();
+    assert_eq!(r.code, Some(0), "{r:?}");
+    r
 }
 
 /// The example's policy with its `http.outbound` origins replaced by `origin` (the test's
@@ -488,7 +457,7 @@ fn rust_http_calls_its_one_allowed_origin_and_nothing_without_the_grant() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].path, "/quote");
     let id = svc.id();
-    svc.stop();
+    stop(svc);
     let created = n.records_of(&id, "create");
     assert_eq!(created[0]["profile"], "rust-http", "{created:?}");
     assert!(
@@ -506,7 +475,7 @@ fn rust_http_calls_its_one_allowed_origin_and_nothing_without_the_grant() {
     assert_eq!(r.status, 502, "{r:?}");
     assert_eq!(r.text(), "upstream error: HttpRequestDenied\n");
     let id = svc.id();
-    svc.stop();
+    stop(svc);
     assert_eq!(upstream.seen().len(), 1, "{:?}", upstream.seen());
     let denials = outbound_denials(&n, &id, &origin);
     assert_eq!(denials.len(), 1, "{:?}", n.audit());
@@ -543,7 +512,7 @@ fn js_http_fetches_only_its_allowed_origin() {
     assert_eq!(r.status, 502, "{r:?}");
     assert!(r.text().starts_with("fetch failed: "), "{r:?}");
     let id = svc.id();
-    svc.stop();
+    stop(svc);
     assert_eq!(allowed.seen().len(), 1, "{:?}", allowed.seen());
     assert!(other.seen().is_empty(), "{:?}", other.seen());
     assert_eq!(
@@ -558,7 +527,7 @@ fn js_http_fetches_only_its_allowed_origin() {
     let r = get(svc.addr, &format!("/fetch?url={origin}/strict")).expect("fetch");
     assert_eq!(r.status, 502, "{r:?}");
     let id = svc.id();
-    svc.stop();
+    stop(svc);
     assert_eq!(allowed.seen().len(), 1, "{:?}", allowed.seen());
     let denials = outbound_denials(&n, &id, &origin);
     assert_eq!(denials.len(), 1, "{:?}", n.audit());
@@ -583,7 +552,7 @@ fn wagi_serves_its_site_and_is_refused_where_wagi_is_not_allowed() {
     assert_eq!(r.text(), "echo 4 bytes: ping\n");
     let r = get(svc.addr, "/files/../etc/passwd").expect("GET");
     assert_eq!(r.status, 404, "{r:?}");
-    let out = svc.stop();
+    let out = stop(svc);
     assert!(
         out.stderr.contains("wagi: GET /files/index.html"),
         "{out:?}"
@@ -595,7 +564,7 @@ fn wagi_serves_its_site_and_is_refused_where_wagi_is_not_allowed() {
     assert_eq!(r.status, 404, "{r:?}");
     assert!(r.text().starts_with("/site/index.html: "), "{r:?}");
     let id = svc.id();
-    svc.stop();
+    stop(svc);
     let created = n.records_of(&id, "create");
     assert_eq!(created[0]["profile"], "strict", "{created:?}");
     assert_eq!(created[0]["grants"], "nothing", "{created:?}");

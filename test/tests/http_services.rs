@@ -6,67 +6,32 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{Node, assert_refused, node};
-use warden_test::containerd::{RunOpts, RunResult, Running};
+use warden_test::containerd::RunOpts;
 use warden_test::guests::{self, Wasi};
-use warden_test::http::{Upstream, free_port, get, request, wait_listening};
+use warden_test::http::{Upstream, get, request};
+use warden_test::service::Service;
 
 /// A policy with one profile, `svc`, usable everywhere, with `body` in its table.
 fn policy(body: &str) -> String {
     format!("version = 1\n[profiles.svc]\nnamespaces = [\"*\"]\n{body}\n")
 }
 
-struct Service<'a> {
-    node: &'a Node,
-    running: Running,
-    addr: SocketAddr,
-}
-
 /// Serves `image` (its module at `/app.wasm`) under `profile` (none: the namespace's, here
 /// `strict`) and waits until it listens.
 fn serve<'a>(n: &'a Node, image: &str, profile: Option<&str>, opts: RunOpts) -> Service<'a> {
-    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut opts = opts
-        .env("WARDEN_HTTP_ADDR", &addr.to_string())
-        .args(["/app.wasm"]);
-    opts.net_host = true;
-    if let Some(p) = profile {
-        opts = opts.annotation("warden.dev/profile", p);
-    }
     let id = n.containerd.unique_id("svc");
-    let mut running = n.containerd.spawn_run(image, &id, opts);
-    let start = Instant::now();
-    while !wait_listening(addr, Duration::from_millis(200)) {
-        if running.has_exited() || start.elapsed() > Duration::from_secs(60) {
-            let r = running.wait(Duration::from_secs(5));
-            panic!(
-                "the service did not listen on {addr}: {r:?}\n--- containerd log ---\n{}",
-                n.containerd.log_tail(40)
-            );
-        }
-    }
-    Service {
-        node: n,
-        running,
-        addr,
-    }
-}
-
-impl Service<'_> {
-    fn id(&self) -> String {
-        self.running.id.clone()
-    }
-
-    /// SIGTERM, then what the container printed and its exit code.
-    fn stop(self) -> RunResult {
-        self.node.containerd.kill_task(&self.running.id, "SIGTERM");
-        self.running
-            .wait(Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
+    Service::start(
+        &n.containerd,
+        image,
+        &id,
+        "/app.wasm",
+        profile,
+        opts,
+        Duration::from_secs(60),
+    )
 }
 
 fn proxy_image(n: &Node) -> String {
