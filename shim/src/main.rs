@@ -32,6 +32,7 @@ mod run;
 mod runner;
 mod safe_open;
 mod settings;
+mod shim_actions;
 mod wasi_ctx;
 mod watchdog;
 
@@ -50,11 +51,19 @@ fn library_backtraces_off_by_default() {
     }
 }
 
+/// The runtime's name, as `-info` reports it and errors begin.
+const RUNTIME: &str = "warden";
+
 fn main() {
     library_backtraces_off_by_default();
+    // `start` and `delete` are answered without containerd-shimkit's zygote and logger.
+    let args: Vec<_> = std::env::args_os().collect();
+    if let Some(code) = shim_actions::handle(RUNTIME, &args) {
+        std::process::exit(code);
+    }
     let version = Version {
         version: env!("CARGO_PKG_VERSION"),
         revision: option_env!("WARDEN_GIT_REVISION").unwrap_or("unknown"),
     };
-    shim_main::<instance::WardenInstance>("warden", version, None);
+    shim_main::<instance::WardenInstance>(RUNTIME, version, None);
 }

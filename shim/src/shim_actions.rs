@@ -1,0 +1,201 @@
+//! containerd's two short-lived invocations of the shim binary, `start` and `delete`, handled
+//! without containerd-shimkit's process setup.
+//!
+//! containerd runs the binary three times per container (runc's shim too): `start`, which
+//! spawns the long-lived daemon and prints its address; the daemon itself; and `delete`,
+//! which containerd runs after the daemon has exited. containerd-shimkit's `shim_main` forks
+//! a zygote and starts a logger in it for every invocation, and asks the zygote for its
+//! memory use on the way out, although only the daemon ever creates a container. Measured,
+//! that was most of each short invocation's time, on the critical path of every `ctr run`
+//! and every pod's start and removal. Here the two do exactly what containerd-shimkit's
+//! `Shim` does for them (the same socket grouping, the same spawn, the same reply), through
+//! containerd-shim's public helpers, and nothing else; the daemon and `-info`/`-version`
+//! still go through `shim_main`.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::{Flags, StartOpts, api};
+
+/// The annotation CRI sets on every container of a pod: its sandbox's id. The containers of
+/// one pod share one shim daemon (one socket), as with containerd-shimkit.
+const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+
+/// What the exit status of a container is taken to be when only `delete` can say anything:
+/// its daemon is gone (containerd-shimkit's value).
+const DEAD_SHIM_EXIT_STATUS: u32 = 137;
+
+/// Which invocation the arguments ask for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Delete,
+    /// The daemon, `-info` or `-version`: containerd-shimkit's `shim_main`.
+    Other,
+}
+
+pub fn action_of(flags: &Flags) -> Action {
+    if flags.version || flags.info {
+        return Action::Other;
+    }
+    match flags.action.as_str() {
+        "start" => Action::Start,
+        "delete" => Action::Delete,
+        _ => Action::Other,
+    }
+}
+
+/// Handles `start` and `delete` and returns the process's exit code; `None` for every other
+/// invocation. An error is printed as containerd-shim prints its own (`warden: ...` on stderr,
+/// exit code 1): containerd includes it in the create's or the cleanup's error.
+pub fn handle(runtime_id: &str, args: &[std::ffi::OsString]) -> Option<i32> {
+    let flags = containerd_shim::parse(args.get(1..).unwrap_or_default()).ok()?;
+    let outcome = match action_of(&flags) {
+        Action::Start => start(flags),
+        Action::Delete => delete(&flags),
+        Action::Other => return None,
+    };
+    Some(match outcome {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{runtime_id}: {e:#}");
+            1
+        }
+    })
+}
+
+/// `start`: spawns the daemon on the pod's socket (or finds it already serving) and prints
+/// the socket's address. Runs in the bundle directory.
+fn start(flags: Flags) -> Result<()> {
+    if flags.namespace.is_empty() {
+        bail!("shim namespace cannot be empty");
+    }
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("reading TTRPC_ADDRESS")?;
+    let bundle = std::env::current_dir().context("finding the bundle directory")?;
+    let config = bundle.join("config.json");
+    let text = std::fs::read(&config)
+        .with_context(|| format!("reading the runtime spec {}", config.display()))?;
+    let grouping = grouping(&text, &flags.id)
+        .with_context(|| format!("reading the runtime spec {}", config.display()))?;
+    let opts = StartOpts {
+        id: flags.id,
+        publish_binary: flags.publish_binary,
+        address: flags.address,
+        ttrpc_address,
+        namespace: flags.namespace,
+        debug: flags.debug,
+    };
+    let (_pid, address) =
+        containerd_shim::spawn(opts, &grouping, Vec::new()).context("spawning the shim daemon")?;
+    containerd_shim::util::write_address(&address).context("writing the shim's address")?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(address.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the address to containerd")
+}
+
+/// The daemon a container joins: its pod's (the sandbox id CRI annotated), else its own.
+fn grouping(spec_json: &[u8], id: &str) -> Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Annotations {
+        annotations: Option<std::collections::HashMap<String, String>>,
+    }
+    let spec: Annotations = serde_json::from_slice(spec_json)?;
+    Ok(spec
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SANDBOX_ID))
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| id.to_string()))
+}
+
+/// `delete`: containerd's cleanup after the daemon has gone; replies with the exit status it
+/// should assume.
+fn delete(flags: &Flags) -> Result<()> {
+    if flags.namespace.is_empty() {
+        bail!("shim namespace cannot be empty");
+    }
+    let reply = delete_reply(SystemTime::now());
+    let mut out = std::io::stdout().lock();
+    reply
+        .write_to_writer(&mut out)
+        .context("writing the reply to containerd")?;
+    out.flush().context("writing the reply to containerd")
+}
+
+fn delete_reply(now: SystemTime) -> api::DeleteResponse {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let exited_at = Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+        ..Default::default()
+    };
+    api::DeleteResponse {
+        exit_status: DEAD_SHIM_EXIT_STATUS,
+        exited_at: MessageField::some(exited_at),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        containerd_shim::parse(args).unwrap()
+    }
+
+    #[test]
+    fn only_start_and_delete_are_handled_here() {
+        let base = [
+            "-namespace",
+            "k8s.io",
+            "-id",
+            "c1",
+            "-address",
+            "/run/c.sock",
+        ];
+        let with = |tail: &[&str]| {
+            let mut a: Vec<&str> = base.to_vec();
+            a.extend_from_slice(tail);
+            action_of(&flags(&a))
+        };
+        assert_eq!(with(&["start"]), Action::Start);
+        assert_eq!(with(&["delete"]), Action::Delete);
+        assert_eq!(with(&[]), Action::Other, "the daemon");
+        assert_eq!(with(&["-info"]), Action::Other);
+        assert_eq!(with(&["-v"]), Action::Other);
+        assert_eq!(with(&["-v", "start"]), Action::Other);
+    }
+
+    #[test]
+    fn a_pods_containers_share_the_sandboxs_daemon() {
+        let spec =
+            br#"{"ociVersion":"1.0.2","annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#;
+        assert_eq!(grouping(spec, "c1").unwrap(), "pod1");
+        let alone = br#"{"ociVersion":"1.0.2","process":{"args":["/x.wasm"]}}"#;
+        assert_eq!(grouping(alone, "c1").unwrap(), "c1");
+        let null = br#"{"ociVersion":"1.0.2","annotations":null}"#;
+        assert_eq!(grouping(null, "c1").unwrap(), "c1");
+        let empty = br#"{"annotations":{"io.kubernetes.cri.sandbox-id":""}}"#;
+        assert_eq!(grouping(empty, "c1").unwrap(), "c1");
+        assert!(grouping(b"{not json", "c1").is_err());
+    }
+
+    #[test]
+    fn the_delete_reply_is_the_dead_shim_status_at_the_time_given() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 5);
+        let bytes = delete_reply(at).write_to_bytes().unwrap();
+        let back = api::DeleteResponse::parse_from_bytes(&bytes).unwrap();
+        assert_eq!(back.exit_status, 137);
+        assert_eq!(back.exited_at.seconds, 1_700_000_000);
+        assert_eq!(back.exited_at.nanos, 5);
+        assert_eq!(back.pid, 0);
+    }
+}
