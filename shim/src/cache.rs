@@ -57,6 +57,23 @@ impl Cache {
         self.dir.join(name_for(digest_hex, compat))
     }
 
+    /// The stored artifact for a module's digest and an engine's compatibility key, if there
+    /// is one: a regular file (a symlink is not followed, a FIFO not waited on), marked as
+    /// just used.
+    pub fn hit(&self, digest_hex: &str, compat: &str) -> Option<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.path_for(digest_hex, compat))
+            .ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
+        // Mark as recently used for eviction; failure to do so only affects eviction order.
+        let _ = file.set_modified(SystemTime::now());
+        Some(file)
+    }
+
     /// Returns an open artifact for `bytes`, compiling and storing it on a miss.
     pub fn get_or_compile(
         &self,
@@ -67,20 +84,7 @@ impl Cache {
         compat: &str,
     ) -> Result<(File, Outcome)> {
         let path = self.path_for(digest_hex, compat);
-        let hit = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-            .and_then(|f| {
-                if f.metadata()?.is_file() {
-                    Ok(f)
-                } else {
-                    Err(std::io::Error::other("not a regular file"))
-                }
-            });
-        if let Ok(file) = hit {
-            // Mark as recently used for eviction; failure to do so only affects eviction order.
-            let _ = file.set_modified(SystemTime::now());
+        if let Some(file) = self.hit(digest_hex, compat) {
             return Ok((file, Outcome::Hit));
         }
         let artifact = compile(engine, kind, bytes)?;

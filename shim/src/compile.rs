@@ -17,6 +17,7 @@ use containerd_shimkit::zygote::{WireFd, Zygote};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{self, Cache, Outcome};
+use crate::compat_memo;
 use crate::engine::{self, Flavor};
 use crate::entrypoint::WasmKind;
 use warden_common::Digest;
@@ -65,6 +66,35 @@ pub struct Compiled {
     pub artifact: WireFd<File>,
     pub outcome: Outcome,
     pub micros: u64,
+}
+
+/// The artifact from the cache, found in this process without an engine: when the cache
+/// directory remembers this binary's compatibility key for `flavor` ([`compat_memo`]) and
+/// holds an artifact for `digest` under it. `None` sends the caller to
+/// [`compile_in_child`], which also writes the memo for the next time.
+pub fn hit_here(
+    cache_dir: &std::path::Path,
+    cache_max_bytes: u64,
+    flavor: Flavor,
+    digest: &Digest,
+) -> Option<Compiled> {
+    let started = Instant::now();
+    let compat = compat_memo::read(cache_dir, flavor)?;
+    let cache = Cache::open(cache_dir, cache_max_bytes).ok()?;
+    let mut file = cache.hit(&digest.hex(), &compat)?;
+    // The container gets a sealed copy, never the cache file itself.
+    let artifact = match cache::sealed_copy(&mut file) {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("cannot copy the cached artifact, compiling instead: {e:#}");
+            return None;
+        }
+    };
+    Some(Compiled {
+        artifact: WireFd::new(artifact),
+        outcome: Outcome::Hit,
+        micros: started.elapsed().as_micros() as u64,
+    })
 }
 
 /// Runs [`compile_here`] in a fresh child of the zygote, which exits afterwards.
@@ -141,9 +171,15 @@ pub fn compile_here(req: Request) -> Result<Compiled, CompileError> {
     let engine = engine::engine_for(req.flavor).map_err(|e| io("creating the engine", &e))?;
     let compat = engine::compat_key(&engine);
     let (mut artifact, outcome) = match Cache::open(&req.cache_dir, req.cache_max_bytes) {
-        Ok(cache) => cache
-            .get_or_compile(&engine, req.kind, &bytes, &req.digest.hex(), &compat)
-            .map_err(CompileError::from_anyhow)?,
+        Ok(cache) => {
+            // The next create finds its artifact without a child (see `compat_memo`).
+            if let Err(e) = compat_memo::write(&req.cache_dir, req.flavor, &compat) {
+                log::warn!("cannot remember the engine's compatibility key: {e:#}");
+            }
+            cache
+                .get_or_compile(&engine, req.kind, &bytes, &req.digest.hex(), &compat)
+                .map_err(CompileError::from_anyhow)?
+        }
         Err(e) => {
             log::warn!("compile cache unusable, compiling without it: {e:#}");
             let artifact =
@@ -183,5 +219,56 @@ mod tests {
         bad.digest = Digest::of(b"bad");
         bad.module = WireFd::new(cache::anonymous_file(b"\0asm\x01\0\0\0\x01").unwrap());
         assert!(matches!(compile_here(bad), Err(CompileError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_hit_needs_no_engine_once_the_key_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("c");
+        let module = wat::parse_str("(module (func (export \"_start\")))").unwrap();
+        let digest = Digest::of(&module);
+        let req = |flavor| Request {
+            cache_dir: cache_dir.clone(),
+            cache_max_bytes: 1 << 30,
+            module: WireFd::new(cache::anonymous_file(&module).unwrap()),
+            kind: WasmKind::Module,
+            flavor,
+            digest,
+        };
+        // Nothing remembered, nothing cached: the child's way.
+        assert!(hit_here(&cache_dir, 1 << 30, Flavor::Plain, &digest).is_none());
+        compile_here(req(Flavor::Plain)).unwrap();
+        // The compile remembered the key: the same module is found here, sealed.
+        let hit = hit_here(&cache_dir, 1 << 30, Flavor::Plain, &digest).unwrap();
+        assert_eq!(hit.outcome, Outcome::Hit);
+        let artifact = hit.artifact.into_inner();
+        let seals = nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&artifact),
+            nix::fcntl::FcntlArg::F_GET_SEALS,
+        )
+        .unwrap();
+        assert_ne!(
+            seals & libc::F_SEAL_WRITE,
+            0,
+            "a sealed copy, not the cache file"
+        );
+        let engine = engine::engine_for(Flavor::Plain).unwrap();
+        assert!(unsafe { wasmtime::Module::deserialize_open_file(&engine, artifact) }.is_ok());
+        // Another module, or the other flavour (its own key, not remembered yet): no hit.
+        assert!(hit_here(&cache_dir, 1 << 30, Flavor::Plain, &Digest::of(b"other")).is_none());
+        assert!(hit_here(&cache_dir, 1 << 30, Flavor::Metered, &digest).is_none());
+        compile_here(req(Flavor::Metered)).unwrap();
+        assert!(hit_here(&cache_dir, 1 << 30, Flavor::Metered, &digest).is_some());
+        // A memo with another key (another binary's) finds nothing, and a compile replaces it.
+        let memo = cache_dir.join(compat_memo::file_name(Flavor::Plain));
+        let text = std::fs::read_to_string(&memo).unwrap();
+        let (id, _) = text.split_once(' ').unwrap();
+        std::fs::write(&memo, format!("{id} ffffffffffffffff\n")).unwrap();
+        assert!(hit_here(&cache_dir, 1 << 30, Flavor::Plain, &digest).is_none());
+        assert_eq!(
+            compile_here(req(Flavor::Plain)).unwrap().outcome,
+            Outcome::Hit
+        );
+        assert!(hit_here(&cache_dir, 1 << 30, Flavor::Plain, &digest).is_some());
     }
 }

@@ -471,8 +471,9 @@ fn unauditable(e: &warden_audit::AuditError) -> SandboxError {
     SandboxError::FailedPrecondition(msg)
 }
 
-/// The compiled artifact for the entrypoint, from the cache or freshly compiled, obtained
-/// in a short-lived child process (see [`compile`]).
+/// The compiled artifact for the entrypoint: from the cache in this process when its key is
+/// remembered, else from the cache or freshly compiled in a short-lived child process (see
+/// [`compile`]).
 fn compile_cached(
     settings: &Settings,
     entry: &entrypoint::Entrypoint,
@@ -480,16 +481,27 @@ fn compile_cached(
     digest: &Digest,
     flavor: Flavor,
 ) -> Result<std::fs::File, CompileError> {
-    let module = cache::anonymous_file(&entry.bytes)
-        .map_err(|e| CompileError::Io(format!("handing the module over: {e:#}")))?;
-    let compiled = compile::compile_in_child(compile::Request {
-        cache_dir: settings.cache_dir.clone(),
-        cache_max_bytes: settings.cache_max_bytes,
-        module: WireFd::new(module),
-        kind,
+    let hit = compile::hit_here(
+        &settings.cache_dir,
+        settings.cache_max_bytes,
         flavor,
-        digest: *digest,
-    })?;
+        digest,
+    );
+    let compiled = match hit {
+        Some(c) => c,
+        None => {
+            let module = cache::anonymous_file(&entry.bytes)
+                .map_err(|e| CompileError::Io(format!("handing the module over: {e:#}")))?;
+            compile::compile_in_child(compile::Request {
+                cache_dir: settings.cache_dir.clone(),
+                cache_max_bytes: settings.cache_max_bytes,
+                module: WireFd::new(module),
+                kind,
+                flavor,
+                digest: *digest,
+            })?
+        }
+    };
     let took = std::time::Duration::from_micros(compiled.micros);
     match compiled.outcome {
         cache::Outcome::Hit => {

@@ -9,6 +9,7 @@ mod admission;
 mod audit;
 mod cache;
 mod cgi;
+mod compat_memo;
 mod compile;
 mod container;
 mod content_store;
