@@ -59,6 +59,30 @@ fn sample(runs: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<Sample
     }
 }
 
+/// `runs` samples (ms) of `first` and of `second`, alternating (which of the two goes first
+/// alternates too), after [`WARMUP`] unmeasured runs of each; the first failure ends it.
+fn interleaved(
+    runs: usize,
+    mut first: impl FnMut() -> Result<Duration>,
+    mut second: impl FnMut() -> Result<Duration>,
+) -> Result<(Samples, Samples)> {
+    for _ in 0..WARMUP {
+        first()?;
+        second()?;
+    }
+    let (mut a, mut b) = (Samples::default(), Samples::default());
+    for i in 0..runs {
+        if i % 2 == 0 {
+            a.push(ms(first()?));
+            b.push(ms(second()?));
+        } else {
+            b.push(ms(second()?));
+            a.push(ms(first()?));
+        }
+    }
+    Ok((a, b))
+}
+
 /// The cold and warm cases of one Wasm image.
 fn cold_and_warm(
     b: &Bench,
@@ -93,9 +117,25 @@ pub fn run(b: &Bench, out: &Path) -> Result<Section> {
     );
 
     let mut table = Table::new(TABLE, "ms", RUNC);
-    let runc = sample(runs, || {
-        ctr_run(b, NATIVE_IMAGE, RunOpts::default().args(["/hello"]))
-    })?;
+    // The baseline and the target's case (the warm p1 start) interleaved, run for run: their
+    // ratio compares runs made at the same time, so the machine's drift over the section
+    // (measured: the runc median moved by 10% between consecutive runs of this section) hits
+    // both alike.
+    let mut warm_ids = Vec::new();
+    let (runc, warm) = interleaved(
+        runs,
+        || ctr_run(b, NATIVE_IMAGE, RunOpts::default().args(["/hello"])),
+        || {
+            let id = b.c.unique_id("warm");
+            let r = b.c.run(&p1, &id, app());
+            warm_ids.push(id);
+            if r.success() {
+                Ok(r.duration)
+            } else {
+                bail!("{p1}: {r:?}")
+            }
+        },
+    )?;
     table.measured(RUNC, &runc);
     let cache = b.cache();
     let cold = sample(runs, || {
@@ -103,17 +143,6 @@ pub fn run(b: &Bench, out: &Path) -> Result<Section> {
         ctr_run(b, &p1, app())
     })?;
     table.measured("warden Rust p1 hello, cold compile cache", &cold);
-    let mut warm_ids = Vec::new();
-    let warm = sample(runs, || {
-        let id = b.c.unique_id("warm");
-        let r = b.c.run(&p1, &id, app());
-        warm_ids.push(id);
-        if r.success() {
-            Ok(r.duration)
-        } else {
-            bail!("{p1}: {r:?}")
-        }
-    })?;
     table.measured(WARM_P1, &warm);
     cold_and_warm(
         b,
