@@ -1,8 +1,10 @@
 //! The examples' images in the start-latency table: `make examples` writes them as OCI
 //! image tars into `$IMAGES_DIR` (default `<repo>/target/images`). A tar that is there is
 //! imported and measured, cold and warm, with the image's own entrypoint and command under
-//! the strict profile; a tar that is not is reported as not built, and a run that fails is
-//! reported with its error: neither stops the bench.
+//! the example's own profile (copied from its `policy.toml` into the bench's policy, for any
+//! namespace: both read their `/data`, which `strict` does not give); a tar that is not is
+//! reported as not built, and a run that fails is reported with its error: neither stops the
+//! bench.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,20 +20,61 @@ use crate::report::Table;
 pub struct Example {
     /// The row name (`... , cold compile cache` / `..., warm cache` follow).
     pub case: &'static str,
+    /// The example's name under `examples/`: its profile in its `policy.toml` has this
+    /// name too.
+    pub name: &'static str,
+}
+
+impl Example {
     /// The tar `make examples` writes into `$IMAGES_DIR`.
-    pub tar: &'static str,
+    fn tar(&self) -> String {
+        format!("warden-example-{}.tar", self.name)
+    }
 }
 
 pub const EXAMPLES: &[Example] = &[
     Example {
         case: "warden Go CLI example (GOOS=wasip1)",
-        tar: "warden-example-go-cli.tar",
+        name: "go-cli",
     },
     Example {
         case: "warden Python component example (componentize-py)",
-        tar: "warden-example-python.tar",
+        name: "python",
     },
 ];
+
+/// `policy` (the bench's policy file) with each measured example's own profile added, for any
+/// namespace.
+pub fn with_example_profiles(policy: &str) -> Result<String> {
+    let mut policy: toml::Table = policy.parse().context("the bench's policy")?;
+    let profiles = policy
+        .get_mut("profiles")
+        .and_then(toml::Value::as_table_mut)
+        .context("the bench's policy has no profiles")?;
+    for example in EXAMPLES {
+        let path = warden_test::workspace_root()
+            .join("examples")
+            .join(example.name)
+            .join("policy.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let own: toml::Table = text
+            .parse()
+            .with_context(|| format!("parsing {}", path.display()))?;
+        let mut profile = own
+            .get("profiles")
+            .and_then(|p| p.get(example.name))
+            .and_then(toml::Value::as_table)
+            .cloned()
+            .with_context(|| format!("{} has no profile {}", path.display(), example.name))?;
+        profile.insert(
+            "namespaces".into(),
+            toml::Value::Array(vec![toml::Value::String("*".into())]),
+        );
+        profiles.insert(example.name.into(), toml::Value::Table(profile));
+    }
+    Ok(policy.to_string())
+}
 
 /// Cold samples at most: an interpreter component compiles for seconds.
 const COLD_LIMIT: usize = 5;
@@ -45,7 +88,7 @@ pub fn images_dir() -> PathBuf {
 
 /// Measures `example` into `table`, or says why not.
 pub fn measure(b: &Bench, table: &mut Table, example: &Example) -> Result<()> {
-    let tar = images_dir().join(example.tar);
+    let tar = images_dir().join(example.tar());
     if !tar.is_file() {
         table.not_run(example.case, "not built (make examples)");
         return Ok(());
@@ -59,7 +102,8 @@ pub fn measure(b: &Bench, table: &mut Table, example: &Example) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        latency::sample_cases(b, table, example.case, &image, &RunOpts::warden, COLD_LIMIT)
+        let opts = || RunOpts::warden().annotation("warden.dev/profile", example.name);
+        latency::sample_cases(b, table, example.case, &image, &opts, COLD_LIMIT)
     });
     if let Err(e) = outcome {
         eprintln!("bench: {}: {e:#}", example.case);
@@ -118,6 +162,20 @@ fn name_from_index(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_examples_profiles_join_the_bench_policy_for_any_namespace() {
+        let policy = with_example_profiles(crate::POLICY).unwrap();
+        let parsed: toml::Table = policy.parse().unwrap();
+        for example in EXAMPLES {
+            let profile = &parsed["profiles"][example.name];
+            assert_eq!(profile["namespaces"].as_array().unwrap().len(), 1);
+            assert_eq!(profile["namespaces"][0].as_str(), Some("*"));
+            assert_eq!(profile["mounts"][0].as_str(), Some("/data"), "{policy}");
+        }
+        // The bench's own profiles are still there.
+        assert!(parsed["profiles"].get("granted").is_some());
+    }
 
     #[test]
     fn a_failure_is_one_short_line() {

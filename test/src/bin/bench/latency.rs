@@ -206,7 +206,7 @@ pub fn run(b: &Bench, out: &Path) -> Result<Section> {
     s.note(format!(
         "{WARMUP} unmeasured runs before each case; a cold run clears the compile cache first. One private containerd, overlayfs, no CNI (`ctr run` has no network namespace setup either way)."
     ));
-    s.note("The examples' Go and Python images run with their own entrypoint and command under the strict profile; their cold case takes at most 5 samples (an interpreter component compiles for seconds).");
+    s.note("The examples' Go and Python images run with their own entrypoint and command under their own profile (from their policy.toml: /data read-only, their memory and deadline); their cold case takes at most 5 samples (an interpreter component compiles for seconds).");
     chart(&mut s, out);
     if timeline::wanted() {
         timeline::print(b, "runc", NATIVE_IMAGE, RunOpts::default().args(["/hello"]))?;

@@ -175,7 +175,11 @@ fn main() -> Result<()> {
     let shim = warden_test::shim::shim_binary();
     let mut machine = Machine::probe(&shim.display().to_string());
     let files = tempfile::tempdir().context("temp dir")?;
-    std::fs::write(files.path().join("policy.toml"), POLICY).context("writing the policy")?;
+    std::fs::write(
+        files.path().join("policy.toml"),
+        examples::with_example_profiles(POLICY)?,
+    )
+    .context("writing the policy")?;
     let guests = build_guests();
     let c = Containerd::start(warden_options(files.path()));
     machine.containerd.push(c.version().to_string());
