@@ -337,6 +337,19 @@ fn the_runner_holds_no_host_descriptor() {
     let sleep = n.guest(Wasi::P2, "sleep");
     let data = tempfile::tempdir().expect("tmp");
     n.set_policy(&policy(r#"mounts = ["/data"]"#));
+    // A first run compiles (the compile child hands the artifact over); the measured run is
+    // a warm start, where the shim itself opens the cached artifact (its key remembered in the
+    // cache, `compat_memo`) and must hand over only a sealed copy of it.
+    let warm_up = n.containerd.run(
+        &sleep,
+        &n.containerd.unique_id("fds-warm-up"),
+        RunOpts::warden()
+            .annotation("warden.dev/profile", "open")
+            .args(["/app.wasm", "0"]),
+    );
+    assert_eq!(warm_up.code, Some(0), "{warm_up:?}");
+    let memo = n.files.path().join("cache").join("compat-plain.key");
+    assert!(memo.is_file(), "the compile did not remember its key");
     let id = n.containerd.unique_id("fds");
     let c = &n.containerd;
     let fds = std::thread::scope(|s| {
@@ -368,6 +381,12 @@ fn the_runner_holds_no_host_descriptor() {
             .collect();
         let r = run.join().expect("run");
         assert_eq!(r.code, Some(0), "{r:?}");
+        assert!(
+            n.containerd
+                .log()
+                .contains("compile cache hit for /app.wasm"),
+            "the measured run was not a warm start"
+        );
         fds
     });
     let audit = n.audit_path().display().to_string();
