@@ -24,13 +24,12 @@ use std::time::Duration;
 use common::cri::{CriNode, HANDLER, cri_node, log_lines};
 use serde_json::Value;
 use tempfile::TempDir;
-use warden_cri::{ContainerSpec, PodSpec};
+use warden_cri::ContainerSpec;
 use warden_test::examples::{self, Examples};
 
 /// An interpreter component compiles for a while under the debug shim, inside
 /// `CreateContainer`.
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn built() -> &'static Examples {
     examples::build_examples(Some(Path::new(env!("CARGO_BIN_EXE_oci-image"))))
@@ -258,7 +257,7 @@ fn run(n: &mut CriNode, pod: &Pod, with_profile: bool) -> Ran {
         }
     }
     let pod_id = n.run_pod(&spec);
-    let (status, log) = run_container(n, &pod_id, &spec, pod.container.clone());
+    let (status, log) = n.run_to_exit(&pod_id, &spec, pod.container.clone());
     let records = n
         .audit()
         .into_iter()
@@ -269,23 +268,6 @@ fn run(n: &mut CriNode, pod: &Pod, with_profile: bool) -> Ran {
         lines: log_lines(&log).into_iter().map(String::from).collect(),
         records,
     }
-}
-
-fn run_container(
-    n: &mut CriNode,
-    pod_id: &str,
-    pod: &PodSpec,
-    c: ContainerSpec,
-) -> (warden_cri::ContainerStatus, String) {
-    let (id, started) = n.create_and_start(pod_id, pod, c);
-    let id = id.unwrap_or_else(|| panic!("CreateContainer failed: {started:?}\n{}", n.log()));
-    started.unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", n.log()));
-    let status = n
-        .cri
-        .wait_exited(&id, EXIT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}\n{}", n.log()));
-    let log = n.container_log(&status.log_path);
-    (status, log)
 }
 
 /// The `create` record names the pod, the profile and the grants.
