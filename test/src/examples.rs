@@ -92,6 +92,33 @@ pub fn example_file(name: &str, file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// Example `name`'s `policy.toml` with profile `profile`'s `http.outbound` origins replaced by
+/// `origin` (a test's loopback upstream stands in for the example's real origin), or with its
+/// `http` table removed (`None`): the profile without its outbound grant.
+pub fn policy_with_outbound(name: &str, profile: &str, origin: Option<&str>) -> String {
+    let text = example_file(name, "policy.toml");
+    let mut policy: toml::Table = text.parse().expect("the example's policy parses");
+    let mut table = policy["profiles"][profile]
+        .as_table()
+        .cloned()
+        .expect("the example's profile");
+    match origin {
+        Some(origin) => {
+            let mut http = toml::Table::new();
+            http.insert("outbound".into(), toml::Value::Array(vec![origin.into()]));
+            table.insert("http".into(), toml::Value::Table(http));
+        }
+        None => {
+            table.remove("http");
+        }
+    }
+    policy["profiles"]
+        .as_table_mut()
+        .expect("profiles")
+        .insert(profile.into(), toml::Value::Table(table));
+    toml::to_string(&policy).expect("policy serializes")
+}
+
 /// Builds every example (once per process) with `make -C examples`, its images written by
 /// `oci_image` (the `oci-image` binary cargo built for the caller; `None`: make builds it).
 /// Panics with make's output when the build fails.

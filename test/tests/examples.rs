@@ -392,34 +392,6 @@ fn stop(svc: Service<'_>) -> RunResult {
     r
 }
 
-/// The example's policy with its `http.outbound` origins replaced by `origin` (the test's
-/// loopback upstream stands in for `https://api.example.com`), or with the `http` table
-/// removed (`None`): the profile without its outbound grant.
-fn with_outbound(name: &str, profile: &str, origin: Option<&str>) -> String {
-    let text = examples::example_file(name, "policy.toml");
-    let mut policy: toml::Table = text.parse().expect("the example's policy parses");
-    let table = policy["profiles"][profile]
-        .as_table()
-        .cloned()
-        .expect("the example's profile");
-    let mut table = table;
-    match origin {
-        Some(origin) => {
-            let mut http = toml::Table::new();
-            http.insert("outbound".into(), toml::Value::Array(vec![origin.into()]));
-            table.insert("http".into(), toml::Value::Table(http));
-        }
-        None => {
-            table.remove("http");
-        }
-    }
-    policy["profiles"]
-        .as_table_mut()
-        .expect("profiles")
-        .insert(profile.into(), toml::Value::Table(table));
-    toml::to_string(&policy).expect("policy serializes")
-}
-
 /// The `http.outbound` denials of container `id`, each checked to name `origin`.
 fn outbound_denials(n: &Node, id: &str, origin: &str) -> Vec<Value> {
     let denials: Vec<Value> = n
@@ -441,7 +413,7 @@ fn rust_http_calls_its_one_allowed_origin_and_nothing_without_the_grant() {
     let n = node();
     let upstream = Upstream::start();
     let origin = format!("http://{}", upstream.addr);
-    n.set_policy(&with_outbound("rust-http", "rust-http", Some(&origin)));
+    n.set_policy(&examples::policy_with_outbound("rust-http", "rust-http", Some(&origin)));
     let env = |o: RunOpts| o.env("UPSTREAM_URL", &format!("{origin}/quote"));
     let svc = serve(&n, "rust-http", Some("rust-http"), env(RunOpts::warden()));
     let r = get(svc.addr, "/").expect("GET /");
@@ -469,7 +441,7 @@ fn rust_http_calls_its_one_allowed_origin_and_nothing_without_the_grant() {
     assert!(n.records_of(&id, "deny").is_empty(), "{:?}", n.audit());
 
     // The same profile without its outbound grant: the request never leaves.
-    n.set_policy(&with_outbound("rust-http", "rust-http", None));
+    n.set_policy(&examples::policy_with_outbound("rust-http", "rust-http", None));
     let svc = serve(&n, "rust-http", Some("rust-http"), env(RunOpts::warden()));
     let r = get(svc.addr, "/upstream").expect("GET /upstream");
     assert_eq!(r.status, 502, "{r:?}");
@@ -494,7 +466,7 @@ fn js_http_fetches_only_its_allowed_origin() {
     let allowed = Upstream::start();
     let other = Upstream::start();
     let origin = format!("http://{}", allowed.addr);
-    n.set_policy(&with_outbound("js-http", "js-http", Some(&origin)));
+    n.set_policy(&examples::policy_with_outbound("js-http", "js-http", Some(&origin)));
     let size = std::fs::metadata(built().wasm("js-http"))
         .expect("js-http module")
         .len();
