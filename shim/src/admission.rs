@@ -136,8 +136,16 @@ pub fn admit(g: Gathered<'_>) -> Result<Admitted, Refusal> {
                 rule,
                 reason,
             };
-            let serve = serve_mode(f.http_mode.as_deref(), &entry, &grants)
-                .map_err(|(rule, reason)| refuse(rule, reason))?;
+            // `warden.dev/http` is a pod annotation, so CRI hands it to the pod's sandbox
+            // (pause) container too: it asks how the pod's workloads are served, and the
+            // sandbox is never served.
+            let mode = if f.sandbox {
+                None
+            } else {
+                f.http_mode.as_deref()
+            };
+            let serve =
+                serve_mode(mode, &entry, &grants).map_err(|(rule, reason)| refuse(rule, reason))?;
             let http_addr =
                 http_addr(&f.env_pairs()).map_err(|reason| refuse(Rule::Http, reason))?;
             // The address is the server's, not the guest's business.
@@ -476,6 +484,41 @@ namespaces = ["other"]
         })
         .unwrap();
         assert!(a.grants.native);
+        assert!(matches!(a.serve, Serve::Command));
+    }
+
+    #[test]
+    fn a_wagi_pods_sandbox_runs_as_a_command() {
+        // CRI passes the pod's `warden.dev/http=wagi` to its pause container as well.
+        let policy = Policy::parse(POLICY, "p.toml").unwrap();
+        let sandbox = Facts {
+            sandbox: true,
+            http_mode: Some("wagi".into()),
+            ..facts("team", None)
+        };
+        let a = admit(Gathered {
+            facts: &sandbox,
+            policy: Ok(&policy),
+            entry: Ok(EntryFacts {
+                path: "/pause".into(),
+                kind: Kind::Elf,
+                digest: None,
+            }),
+        })
+        .unwrap();
+        assert!(matches!(a.serve, Serve::Command));
+        // The pod's module container is still served as WAGI.
+        let workload = Facts {
+            http_mode: Some("wagi".into()),
+            ..facts("team", None)
+        };
+        let a = admit(Gathered {
+            facts: &workload,
+            policy: Ok(&policy),
+            entry: entry(Kind::Module, Some(GOOD)),
+        })
+        .unwrap();
+        assert!(matches!(a.serve, Serve::Wagi));
     }
 
     #[test]

@@ -413,7 +413,11 @@ fn rust_http_calls_its_one_allowed_origin_and_nothing_without_the_grant() {
     let n = node();
     let upstream = Upstream::start();
     let origin = format!("http://{}", upstream.addr);
-    n.set_policy(&examples::policy_with_outbound("rust-http", "rust-http", Some(&origin)));
+    n.set_policy(&examples::policy_with_outbound(
+        "rust-http",
+        "rust-http",
+        Some(&origin),
+    ));
     let env = |o: RunOpts| o.env("UPSTREAM_URL", &format!("{origin}/quote"));
     let svc = serve(&n, "rust-http", Some("rust-http"), env(RunOpts::warden()));
     let r = get(svc.addr, "/").expect("GET /");
@@ -441,7 +445,11 @@ fn rust_http_calls_its_one_allowed_origin_and_nothing_without_the_grant() {
     assert!(n.records_of(&id, "deny").is_empty(), "{:?}", n.audit());
 
     // The same profile without its outbound grant: the request never leaves.
-    n.set_policy(&examples::policy_with_outbound("rust-http", "rust-http", None));
+    n.set_policy(&examples::policy_with_outbound(
+        "rust-http",
+        "rust-http",
+        None,
+    ));
     let svc = serve(&n, "rust-http", Some("rust-http"), env(RunOpts::warden()));
     let r = get(svc.addr, "/upstream").expect("GET /upstream");
     assert_eq!(r.status, 502, "{r:?}");
@@ -466,7 +474,11 @@ fn js_http_fetches_only_its_allowed_origin() {
     let allowed = Upstream::start();
     let other = Upstream::start();
     let origin = format!("http://{}", allowed.addr);
-    n.set_policy(&examples::policy_with_outbound("js-http", "js-http", Some(&origin)));
+    n.set_policy(&examples::policy_with_outbound(
+        "js-http",
+        "js-http",
+        Some(&origin),
+    ));
     let size = std::fs::metadata(built().wasm("js-http"))
         .expect("js-http module")
         .len();

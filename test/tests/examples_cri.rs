@@ -1,35 +1,44 @@
-//! The examples' command-line pods through CRI, from their own manifests: each `pod.yaml` of
-//! `examples/` is read and sent to containerd's CRI plugin as the kubelet would send it
-//! (`RunPodSandbox` with the pod's namespace, annotations and `runtimeClassName`,
-//! `CreateContainer` with the container's image, command, args, env and volumes), with the
-//! example's own `policy.toml` as the node policy. Each one's output is asserted from its CRI
-//! log and its profile and grants from the audit log; then the same pod without its profile
-//! annotation runs under its namespace's default (`strict`) and is denied what the profile
-//! granted.
+//! The examples through CRI, from their own manifests: each `pod.yaml` (the command-line
+//! examples) or `deployment.yaml` (the HTTP services) of `examples/` is read and sent to
+//! containerd's CRI plugin as the kubelet would send it (`RunPodSandbox` with the pod's
+//! namespace, annotations and `runtimeClassName`, `CreateContainer` with the container's image,
+//! command, args, env and volumes), with the example's own `policy.toml` as the node policy.
+//! A command-line pod's output is asserted from its CRI log, a service is called over HTTP and
+//! stopped as the kubelet stops it (`StopContainer`: SIGTERM, then it drains and exits 0), and
+//! the profile and grants each ran with from the audit log; then the same pod without its
+//! profile annotation runs under its namespace's default (`strict`) and is denied what the
+//! profile granted.
 //!
 //! The translation refuses any manifest setting it does not know, so a manifest that grows a
 //! setting this test would silently drop fails here. What it knowingly leaves out:
 //! `imagePullPolicy` (the image is imported, never pulled), `restartPolicy` (each pod runs
 //! once), `resources` (the profile's limits bound the guest; the cgroup limits the kubelet
-//! would add are not what these examples show), `ports` (the pod uses the node's network:
-//! there is no CNI here). The HTTP examples (Deployments) run under `ctr` in
-//! `examples.rs`; the CRI path of an HTTP service is in `cri_pods.rs`.
+//! would add are not what these examples show), `ports` and a Deployment's Service (the pod
+//! uses the node's network, there is no CNI or kube-proxy here: a service listens on a free
+//! loopback port given as `WARDEN_HTTP_ADDR`, which the shim reads before the pod's env).
+//! A Deployment becomes its one pod (`replicas: 1`), named `<deployment>-0`.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::cri::{CriNode, HANDLER, cri_node, log_lines};
 use serde_json::Value;
 use tempfile::TempDir;
-use warden_cri::ContainerSpec;
+use warden_cri::{ContainerSpec, ContainerStatus, PodSpec};
 use warden_test::examples::{self, Examples};
+use warden_test::http::{self, Upstream};
 
 /// An interpreter component compiles for a while under the debug shim, inside
 /// `CreateContainer`.
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// A service listens once its component is compiled and instantiated.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(120);
+/// `StopContainer`'s grace period, and the wait for the exit after it.
+const STOP_GRACE: Duration = Duration::from_secs(20);
 
 fn built() -> &'static Examples {
     examples::build_examples(Some(Path::new(env!("CARGO_BIN_EXE_oci-image"))))
@@ -50,6 +59,19 @@ struct Pod {
 impl Pod {
     fn volume(&self, name: &str) -> &Path {
         self.volumes[name].0.path()
+    }
+
+    /// The pod with its container's env var `name` set to `value` instead of the manifest's:
+    /// a test's loopback upstream stands in for the example's real origin.
+    fn with_env(mut self, name: &str, value: &str) -> Pod {
+        let env = &mut self.container.env;
+        assert!(
+            env.iter().any(|(k, _)| k == name),
+            "the manifest sets no {name}"
+        );
+        env.retain(|(k, _)| k != name);
+        self.container = self.container.env(name, value);
+        self
     }
 }
 
@@ -89,13 +111,33 @@ fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reads example `name`'s `pod.yaml` (its ConfigMaps and its Pod).
+/// Example `name`'s manifest file: `pod.yaml` or `deployment.yaml`.
+fn manifest_file(name: &str) -> &'static str {
+    let dir = examples::examples_dir().join(name);
+    if dir.join("pod.yaml").is_file() {
+        "pod.yaml"
+    } else {
+        assert!(
+            dir.join("deployment.yaml").is_file(),
+            "{name} has neither pod.yaml nor deployment.yaml"
+        );
+        "deployment.yaml"
+    }
+}
+
+/// Reads example `name`'s manifest (its ConfigMaps and its Pod, or its Deployment and
+/// Service) as the one pod it runs.
 fn pod_manifest(name: &str) -> Pod {
-    let text = examples::example_file(name, "pod.yaml");
+    let file = manifest_file(name);
+    let text = examples::example_file(name, file);
     let mut config_maps: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut pod = None;
+    // The pod's namespace, its name, and its template (`metadata` and `spec`).
+    let mut pod: Option<(String, String, Value)> = None;
     for doc in serde_yaml_ng::Deserializer::from_str(&text) {
         let doc: Value = serde::Deserialize::deserialize(doc).expect("a YAML document");
+        let meta = &doc["metadata"];
+        let namespace = || meta["namespace"].as_str().expect("namespace").to_string();
+        let doc_name = || meta["name"].as_str().expect("name").to_string();
         match doc["kind"].as_str() {
             Some("ConfigMap") => {
                 only_known(
@@ -103,21 +145,54 @@ fn pod_manifest(name: &str) -> Pod {
                     &["apiVersion", "kind", "metadata", "data"],
                     "ConfigMap",
                 );
-                let name = doc["metadata"]["name"].as_str().expect("name").to_string();
-                config_maps.insert(name, string_map(&doc["data"]));
+                config_maps.insert(doc_name(), string_map(&doc["data"]));
             }
-            Some("Pod") => pod = Some(doc),
-            other => panic!("{name}/pod.yaml: a {other:?} is not translated by this test"),
+            Some("Pod") => {
+                only_known(&doc, &["apiVersion", "kind", "metadata", "spec"], "Pod");
+                only_known(
+                    meta,
+                    &["name", "namespace", "annotations", "labels"],
+                    "metadata",
+                );
+                pod = Some((namespace(), doc_name(), doc.clone()));
+            }
+            Some("Deployment") => {
+                only_known(
+                    &doc,
+                    &["apiVersion", "kind", "metadata", "spec"],
+                    "Deployment",
+                );
+                only_known(meta, &["name", "namespace"], "Deployment metadata");
+                let spec = &doc["spec"];
+                only_known(
+                    spec,
+                    &["replicas", "selector", "template"],
+                    "Deployment spec",
+                );
+                assert_eq!(spec["replicas"], 1, "{name}: one replica");
+                let template = &spec["template"];
+                only_known(template, &["metadata", "spec"], "pod template");
+                only_known(
+                    &template["metadata"],
+                    &["annotations", "labels"],
+                    "pod template metadata",
+                );
+                // The selector must pick the template's pods, or the Deployment never runs.
+                for (k, v) in string_map(&spec["selector"]["matchLabels"]) {
+                    assert_eq!(
+                        template["metadata"]["labels"][&k], v,
+                        "{name}: the selector's {k} is not on the template"
+                    );
+                }
+                pod = Some((namespace(), format!("{}-0", doc_name()), template.clone()));
+            }
+            // A Service routes to the pod's port: kube-proxy's job, not the runtime's.
+            Some("Service") => {}
+            other => panic!("{name}/{file}: a {other:?} is not translated by this test"),
         }
     }
-    let pod = pod.unwrap_or_else(|| panic!("{name}/pod.yaml has no Pod"));
-    only_known(&pod, &["apiVersion", "kind", "metadata", "spec"], "Pod");
+    let (namespace, pod_name, pod) = pod.unwrap_or_else(|| panic!("{name}/{file} has no pod"));
     let meta = &pod["metadata"];
-    only_known(
-        meta,
-        &["name", "namespace", "annotations", "labels"],
-        "metadata",
-    );
     let spec = &pod["spec"];
     only_known(
         spec,
@@ -173,6 +248,7 @@ fn pod_manifest(name: &str) -> Pod {
             "env",
             "volumeMounts",
             "resources",
+            "ports",
         ],
         "container",
     );
@@ -205,8 +281,8 @@ fn pod_manifest(name: &str) -> Pod {
         );
     }
     Pod {
-        namespace: meta["namespace"].as_str().expect("namespace").to_string(),
-        name: meta["name"].as_str().expect("name").to_string(),
+        namespace,
+        name: pod_name,
         annotations: string_map(&meta["annotations"]),
         labels: string_map(&meta["labels"]),
         container,
@@ -243,9 +319,9 @@ impl Ran {
     }
 }
 
-/// Runs `pod` through CRI to its exit; with `with_profile` false, without its
-/// `warden.dev/profile` annotation.
-fn run(n: &mut CriNode, pod: &Pod, with_profile: bool) -> Ran {
+/// Runs `pod`'s sandbox; with `with_profile` false, without its `warden.dev/profile`
+/// annotation.
+fn run_sandbox(n: &mut CriNode, pod: &Pod, with_profile: bool) -> (String, PodSpec) {
     n.cri.set_timeout(CALL_TIMEOUT);
     let mut spec = n.pod(&pod.name, &pod.namespace);
     for (k, v) in &pod.labels {
@@ -257,7 +333,10 @@ fn run(n: &mut CriNode, pod: &Pod, with_profile: bool) -> Ran {
         }
     }
     let pod_id = n.run_pod(&spec);
-    let (status, log) = n.run_to_exit(&pod_id, &spec, pod.container.clone());
+    (pod_id, spec)
+}
+
+fn ran(n: &CriNode, status: &ContainerStatus, log: &str) -> Ran {
     let records = n
         .audit()
         .into_iter()
@@ -265,9 +344,76 @@ fn run(n: &mut CriNode, pod: &Pod, with_profile: bool) -> Ran {
         .collect();
     Ran {
         exit_code: status.exit_code,
-        lines: log_lines(&log).into_iter().map(String::from).collect(),
+        lines: log_lines(log).into_iter().map(String::from).collect(),
         records,
     }
+}
+
+/// Runs `pod` through CRI to its exit; with `with_profile` false, without its
+/// `warden.dev/profile` annotation.
+fn run(n: &mut CriNode, pod: &Pod, with_profile: bool) -> Ran {
+    let (pod_id, spec) = run_sandbox(n, pod, with_profile);
+    let (status, log) = n.run_to_exit(&pod_id, &spec, pod.container.clone());
+    ran(n, &status, &log)
+}
+
+/// A service pod, listening.
+struct Serving {
+    container_id: String,
+    addr: SocketAddr,
+}
+
+/// Starts service `pod` (with or without its profile annotation) on a free loopback port and
+/// waits until it listens.
+fn serve(n: &mut CriNode, pod: &Pod, with_profile: bool) -> Serving {
+    let (pod_id, spec) = run_sandbox(n, pod, with_profile);
+    let addr: SocketAddr = ([127, 0, 0, 1], http::free_port()).into();
+    let c = pod
+        .container
+        .clone()
+        .env("WARDEN_HTTP_ADDR", &addr.to_string());
+    let (id, started) = n.create_and_start(&pod_id, &spec, c);
+    let container_id = id.expect("created");
+    started.unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", n.log()));
+    assert!(
+        http::wait_listening(addr, LISTEN_TIMEOUT),
+        "{} does not listen on {addr}\n{}",
+        pod.name,
+        n.log()
+    );
+    Serving { container_id, addr }
+}
+
+/// Stops the service as the kubelet does (`StopContainer`: SIGTERM, then SIGKILL after the
+/// grace period); it drains and exits 0.
+fn stop(n: &mut CriNode, svc: Serving) -> Ran {
+    n.cri
+        .stop_container(&svc.container_id, STOP_GRACE)
+        .unwrap_or_else(|e| panic!("StopContainer: {e}\n{}", n.log()));
+    let status = n
+        .cri
+        .wait_exited(&svc.container_id, STOP_GRACE)
+        .unwrap_or_else(|e| panic!("{e}\n{}", n.log()));
+    let log = n.container_log(&status.log_path);
+    let ran = ran(n, &status, &log);
+    assert_eq!(ran.exit_code, 0, "{:?}\n{}", ran.lines, n.log());
+    ran
+}
+
+/// The `http.outbound` denials among `ran`'s records, each checked to name `origin`.
+fn outbound_denials<'a>(ran: &'a Ran, origin: &str) -> Vec<&'a Value> {
+    let denials: Vec<&Value> = ran
+        .records
+        .iter()
+        .filter(|r| r["event"] == "deny" && r["rule"] == "http.outbound")
+        .collect();
+    for d in &denials {
+        assert!(
+            d["reason"].as_str().is_some_and(|r| r.contains(origin)),
+            "{d}"
+        );
+    }
+    denials
 }
 
 /// The `create` record names the pod, the profile and the grants.
@@ -465,18 +611,145 @@ fn python_pod_computes_its_stats_through_cri() {
 }
 
 #[test]
-fn every_command_line_examples_manifest_is_covered_here() {
-    // The Pods of examples/ are the ones above; the Deployments are the HTTP services.
+fn rust_http_deployment_calls_its_one_origin_through_cri() {
+    let upstream = Upstream::start();
+    let origin = format!("http://{}", upstream.addr);
+    let pod = pod_manifest("rust-http").with_env("UPSTREAM_URL", &format!("{origin}/quote"));
+    let mut n = node_for("rust-http");
+    n.set_policy(&examples::policy_with_outbound(
+        "rust-http",
+        "rust-http",
+        Some(&origin),
+    ));
+    let svc = serve(&mut n, &pod, true);
+    let r = http::get(svc.addr, "/").expect("GET /");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.text(),
+        format!("rust-http: GET /upstream calls \"{origin}/quote\"\n")
+    );
+    let r = http::get(svc.addr, "/upstream").expect("GET /upstream");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "upstream 200: upstream ok\n");
+    let ran = stop(&mut n, svc);
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, "/quote");
+    assert_ran_with(
+        &ran,
+        &pod,
+        "rust-http",
+        &format!("env=UPSTREAM_URL http={origin} memory=16777216 request_deadline=10000ms"),
+    );
+    assert!(
+        outbound_denials(&ran, &origin).is_empty(),
+        "{:?}",
+        ran.records
+    );
+
+    // Without its annotation, under strict: the env var is not passed and nothing goes out.
+    let svc = serve(&mut n, &pod, false);
+    let r = http::get(svc.addr, "/upstream").expect("GET /upstream");
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(r.text(), "UPSTREAM_URL is not set (is it granted?)\n");
+    let ran = stop(&mut n, svc);
+    assert_eq!(upstream.seen().len(), 1, "{:?}", upstream.seen());
+    assert_ran_with(&ran, &pod, "strict", "nothing");
+}
+
+#[test]
+fn wagi_deployment_serves_its_site_through_cri() {
+    let pod = pod_manifest("wagi");
+    assert_eq!(pod.annotations["warden.dev/http"], "wagi");
+    let mut n = node_for("wagi");
+    let svc = serve(&mut n, &pod, true);
+    let r = http::get(svc.addr, "/?lang=en").expect("GET /");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), "Hello from WAGI: GET / query=\"lang=en\"\n");
+    let r = http::get(svc.addr, "/files/index.html").expect("GET /files/index.html");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), examples::example_file("wagi", "site/index.html"));
+    let ran = stop(&mut n, svc);
+    assert!(
+        ran.stdout().contains("wagi: GET /files/index.html"),
+        "{:?}",
+        ran.lines
+    );
+    assert_ran_with(
+        &ran,
+        &pod,
+        "wagi",
+        "mounts=/site:ro (image) memory=16777216 request_deadline=5000ms",
+    );
+
+    // Under strict it still serves (WAGI needs no grant), but /site is not there.
+    let svc = serve(&mut n, &pod, false);
+    let r = http::get(svc.addr, "/files/index.html").expect("GET /files/index.html");
+    assert_eq!(r.status, 404, "{r:?}");
+    assert!(r.text().starts_with("/site/index.html: "), "{r:?}");
+    let ran = stop(&mut n, svc);
+    assert_ran_with(&ran, &pod, "strict", "nothing");
+}
+
+#[test]
+fn js_http_deployment_fetches_only_its_origin_through_cri() {
+    let allowed = Upstream::start();
+    let other = Upstream::start();
+    let origin = format!("http://{}", allowed.addr);
+    let other_origin = format!("http://{}", other.addr);
+    let pod = pod_manifest("js-http");
+    let mut n = node_for("js-http");
+    n.set_policy(&examples::policy_with_outbound(
+        "js-http",
+        "js-http",
+        Some(&origin),
+    ));
+    let svc = serve(&mut n, &pod, true);
+    let r = http::get(svc.addr, "/").expect("GET /");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), "Hello from JavaScript in a wasi:http component\n");
+    let r = http::get(svc.addr, &format!("/fetch?url={origin}/allowed")).expect("fetch");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "upstream 200: upstream ok\n");
+    let r = http::get(svc.addr, &format!("/fetch?url={other_origin}/other")).expect("fetch");
+    assert_eq!(r.status, 502, "{r:?}");
+    let ran = stop(&mut n, svc);
+    assert_eq!(allowed.seen().len(), 1, "{:?}", allowed.seen());
+    assert!(other.seen().is_empty(), "{:?}", other.seen());
+    assert_ran_with(
+        &ran,
+        &pod,
+        "js-http",
+        &format!("http={origin} memory=67108864 request_deadline=10000ms"),
+    );
+    assert_eq!(
+        outbound_denials(&ran, &other_origin).len(),
+        1,
+        "{:?}",
+        ran.records
+    );
+
+    // Under strict nothing goes out, and the attempt is in the audit log.
+    let svc = serve(&mut n, &pod, false);
+    let r = http::get(svc.addr, &format!("/fetch?url={origin}/strict")).expect("fetch");
+    assert_eq!(r.status, 502, "{r:?}");
+    let ran = stop(&mut n, svc);
+    assert_eq!(allowed.seen().len(), 1, "{:?}", allowed.seen());
+    let denials = outbound_denials(&ran, &origin);
+    assert_eq!(denials.len(), 1, "{:?}", ran.records);
+    assert_eq!(denials[0]["profile"], "strict");
+    assert_ran_with(&ran, &pod, "strict", "nothing");
+}
+
+#[test]
+fn every_examples_manifest_is_covered_here() {
+    // Each example is one of the tests above, by the kind of its manifest.
     let mut pods = Vec::new();
+    let mut deployments = Vec::new();
     for name in examples::EXAMPLES {
-        let dir = examples::examples_dir().join(name);
-        if dir.join("pod.yaml").is_file() {
-            pods.push(*name);
-        } else {
-            assert!(
-                dir.join("deployment.yaml").is_file(),
-                "{name} has neither pod.yaml nor deployment.yaml"
-            );
+        match manifest_file(name) {
+            "pod.yaml" => pods.push(*name),
+            _ => deployments.push(*name),
         }
     }
     assert_eq!(
@@ -491,4 +764,5 @@ fn every_command_line_examples_manifest_is_covered_here() {
             "python"
         ]
     );
+    assert_eq!(deployments, ["rust-http", "wagi", "js-http"]);
 }
