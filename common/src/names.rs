@@ -74,4 +74,29 @@ mod tests {
         }
         assert!(Path::new(DEFAULT_CACHE_DIR).starts_with(DEFAULT_STATE_DIR));
     }
+
+    #[test]
+    fn design_md_names_what_is_declared_here() {
+        let design = include_str!("../../DESIGN.md");
+        for name in [
+            PROFILE_ANNOTATION,
+            HTTP_ANNOTATION,
+            HTTP_ADDR_ENV,
+            UPSTREAM_HTTP_ADDR_ENV,
+            DEFAULT_HTTP_ADDR,
+            RUNTIME_TYPE,
+            SHIM_BINARY,
+            DEFAULT_POLICY_PATH,
+            DEFAULT_AUDIT_LOG,
+            DEFAULT_CACHE_DIR,
+            DEFAULT_INSTALL_DIR,
+            DEFAULT_STATE_DIR,
+        ] {
+            assert!(
+                design.contains(&format!("`{name}")),
+                "DESIGN.md does not name {name}"
+            );
+        }
+        assert!(design.contains(&format!("pod_annotations = [\"{POD_ANNOTATIONS}\"]")));
+    }
 }

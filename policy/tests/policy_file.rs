@@ -67,6 +67,49 @@ fn design_example_parses() {
     assert_eq!(prof.limits.deadline, None);
 }
 
+/// The ```toml block of a Markdown file of the repository.
+fn toml_block(relative: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let len = text[start..].find("```").expect("the block's end");
+    text[start..start + len].to_string()
+}
+
+#[test]
+fn the_policy_in_design_md_parses_as_it_says() {
+    let text = toml_block("../DESIGN.md").replace(
+        "sha256:...",
+        "sha256:4b1c000000000000000000000000000000000000000000000000000000000000",
+    );
+    let p = Policy::parse(&text, "DESIGN.md").unwrap();
+    assert_eq!(p.namespace_default("payments"), "payments-api");
+    assert_eq!(p.namespace_default("other"), STRICT_PROFILE);
+    let prof = p.profile("payments-api").unwrap();
+    assert_eq!(prof.env, ["LOG_LEVEL", "APP_*"]);
+    assert_eq!(prof.mounts[0], MountGrant::new("/config", Access::Ro));
+    assert_eq!(prof.mounts[1], MountGrant::new("/data", Access::Rw));
+    assert_eq!(prof.mounts[2].describe(), "/srv/site->/:ro");
+    assert_eq!(prof.network.connect[0].to_string(), "10.0.0.0/8:5432");
+    assert!(prof.http.wagi);
+    assert_eq!(prof.limits.memory, Some(64 << 20));
+    assert_eq!(prof.limits.cpu_time, Some(Duration::from_secs(2)));
+    assert_eq!(prof.limits.fuel, Some(1_000_000));
+    assert_eq!(prof.limits.request_deadline, Some(Duration::from_secs(10)));
+}
+
+#[test]
+fn the_policy_in_docs_policy_md_parses() {
+    let text = toml_block("../docs/policy.md").replace(
+        "sha256:4b1c...",
+        "sha256:4b1c000000000000000000000000000000000000000000000000000000000000",
+    );
+    let p = Policy::parse(&text, "docs/policy.md").unwrap();
+    let prof = p.profile("payments-api").unwrap();
+    assert_eq!(prof.mounts.len(), 3);
+    assert_eq!(prof.limits.fuel, Some(1_000_000));
+}
+
 #[test]
 fn extensions_parse() {
     let text = r#"
