@@ -57,14 +57,21 @@ const RUNTIME: &str = "warden";
 
 fn main() {
     library_backtraces_off_by_default();
-    // `start` and `delete` are answered without containerd-shimkit's zygote and logger.
-    let args: Vec<_> = std::env::args_os().collect();
-    if let Some(code) = shim_actions::handle(RUNTIME, &args) {
-        std::process::exit(code);
-    }
     let version = Version {
         version: env!("CARGO_PKG_VERSION"),
         revision: option_env!("WARDEN_GIT_REVISION").unwrap_or("unknown"),
     };
+    // `start` and `delete` are answered without containerd-shimkit's zygote and logger, and
+    // so is whatever a person types (`--help`, `--version`, a wrong flag).
+    let args: Vec<_> = std::env::args_os().collect();
+    let version_text = format!(
+        "{}:\n  Runtime: {RUNTIME}\n  Version: {}\n  Revision: {}\n",
+        warden_common::names::SHIM_BINARY,
+        version.version,
+        version.revision
+    );
+    if let Some(code) = shim_actions::handle(RUNTIME, &version_text, &args) {
+        std::process::exit(code);
+    }
     shim_main::<instance::WardenInstance>(RUNTIME, version, None);
 }

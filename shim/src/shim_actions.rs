@@ -9,8 +9,13 @@
 //! that was most of each short invocation's time, on the critical path of every `ctr run`
 //! and every pod's start and removal. Here the two do exactly what containerd-shimkit's
 //! `Shim` does for them (the same socket grouping, the same spawn, the same reply), through
-//! containerd-shim's public helpers, and nothing else; the daemon and `-info`/`-version`
-//! still go through `shim_main`.
+//! containerd-shim's public helpers, and nothing else; the daemon and `-info` still go
+//! through `shim_main`.
+//!
+//! A person running the binary by hand gets an answer here too, never a panic:
+//! containerd-shimkit unwraps its argument parse and starts a daemon for any other word, so
+//! `--help`, `--version`, a flag it does not know, an unknown action and a daemon invocation
+//! without containerd's flags are answered before it runs.
 
 use std::io::Write;
 use std::time::SystemTime;
@@ -33,30 +38,108 @@ const DEAD_SHIM_EXIT_STATUS: u32 = 137;
 pub enum Action {
     Start,
     Delete,
-    /// The daemon, `-info` or `-version`: containerd-shimkit's `shim_main`.
+    /// The daemon or `-info`: containerd-shimkit's `shim_main`.
     Other,
+    /// `-v`, `-version`, `--version`.
+    Version,
+    /// `-h`, `-help`, `--help`.
+    Help,
+    /// Arguments containerd never passes; the message says what is wrong.
+    Usage(String),
 }
 
-pub fn action_of(flags: &Flags) -> Action {
-    if flags.version || flags.info {
+/// The invocation `args` (without the program name) ask for.
+pub fn action_of(args: &[std::ffi::OsString]) -> Action {
+    let wants = |names: &[&str]| args.iter().any(|a| names.iter().any(|n| a == n));
+    if wants(&["-h", "-help", "--help"]) {
+        return Action::Help;
+    }
+    if wants(&["-version", "--version"]) {
+        return Action::Version;
+    }
+    let flags = match containerd_shim::parse(args) {
+        Ok(flags) => flags,
+        Err(e) => return Action::Usage(e.to_string()),
+    };
+    if flags.version {
+        return Action::Version;
+    }
+    if flags.info {
         return Action::Other;
     }
     match flags.action.as_str() {
         "start" => Action::Start,
         "delete" => Action::Delete,
-        _ => Action::Other,
+        // The daemon: `start` spawns it with these three, always.
+        "" if flags.namespace.is_empty() || flags.id.is_empty() || flags.address.is_empty() => {
+            Action::Usage(
+                "containerd runs this binary, with -namespace, -id and -address; run \
+                 `warden install` to register it"
+                    .into(),
+            )
+        }
+        "" => Action::Other,
+        other => Action::Usage(format!(
+            "unknown action {:?} (containerd's are start and delete)",
+            warden_audit::escape_for_terminal(other)
+        )),
     }
 }
 
-/// Handles `start` and `delete` and returns the process's exit code; `None` for every other
-/// invocation. An error is printed as containerd-shim prints its own (`warden: ...` on stderr,
-/// exit code 1): containerd includes it in the create's or the cleanup's error.
-pub fn handle(runtime_id: &str, args: &[std::ffi::OsString]) -> Option<i32> {
-    let flags = containerd_shim::parse(args.get(1..).unwrap_or_default()).ok()?;
-    let outcome = match action_of(&flags) {
-        Action::Start => start(flags),
-        Action::Delete => delete(&flags),
+/// What `--help` prints.
+fn usage(binary: &str) -> String {
+    use warden_common::names::{
+        DEFAULT_AUDIT_LOG, DEFAULT_POLICY_PATH, PROFILE_ANNOTATION, RUNTIME_TYPE,
+    };
+    format!(
+        "{binary}: warden's containerd shim (runtime type {RUNTIME_TYPE}).
+
+containerd runs this binary; people do not. It runs WebAssembly containers deny by default:
+a module gets what the node policy ({DEFAULT_POLICY_PATH}, env WARDEN_POLICY) grants its
+pod's namespace and profile ({PROFILE_ANNOTATION}), and every decision is appended to the
+audit log ({DEFAULT_AUDIT_LOG}, env WARDEN_AUDIT_LOG). The WARDEN_* variables are read
+from containerd's environment.
+
+Register it with `warden install` (see `warden install --help`), then:
+  ctr run --rm --runtime {RUNTIME_TYPE} IMAGE ID /app.wasm
+or give a pod `runtimeClassName: warden`.
+
+Flags:
+  -v, --version   print the version and exit
+  -h, --help      print this text and exit
+
+containerd's own invocations: `start`, `delete`, `-info`, and the daemon
+(-namespace NS -id ID -address ADDRESS).
+"
+    )
+}
+
+/// Handles every invocation but the daemon's and `-info`, and returns the process's exit
+/// code; `None` for those two. An error of `start` or `delete` is printed as containerd-shim
+/// prints its own (`warden: ...` on stderr, exit code 1): containerd includes it in the
+/// create's or the cleanup's error. Arguments containerd never passes exit 2.
+pub fn handle(runtime_id: &str, version: &str, args: &[std::ffi::OsString]) -> Option<i32> {
+    let binary = warden_common::names::SHIM_BINARY;
+    let outcome = match action_of(args.get(1..).unwrap_or_default()) {
+        Action::Start => containerd_shim::parse(&args[1..])
+            .map_err(anyhow::Error::from)
+            .and_then(start),
+        Action::Delete => containerd_shim::parse(&args[1..])
+            .map_err(anyhow::Error::from)
+            .and_then(|flags| delete(&flags)),
         Action::Other => return None,
+        Action::Version => {
+            print!("{version}");
+            return Some(0);
+        }
+        Action::Help => {
+            print!("{}", usage(binary));
+            return Some(0);
+        }
+        Action::Usage(message) => {
+            eprintln!("{binary}: {message}\nRun `{binary} --help` for what this binary is.");
+            return Some(2);
+        }
     };
     Some(match outcome {
         Ok(()) => 0,
@@ -147,8 +230,9 @@ fn delete_reply(now: SystemTime) -> api::DeleteResponse {
 mod tests {
     use super::*;
 
-    fn flags(args: &[&str]) -> Flags {
-        containerd_shim::parse(args).unwrap()
+    fn action(args: &[&str]) -> Action {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        action_of(&args)
     }
 
     #[test]
@@ -164,14 +248,53 @@ mod tests {
         let with = |tail: &[&str]| {
             let mut a: Vec<&str> = base.to_vec();
             a.extend_from_slice(tail);
-            action_of(&flags(&a))
+            action(&a)
         };
         assert_eq!(with(&["start"]), Action::Start);
         assert_eq!(with(&["delete"]), Action::Delete);
         assert_eq!(with(&[]), Action::Other, "the daemon");
         assert_eq!(with(&["-info"]), Action::Other);
-        assert_eq!(with(&["-v"]), Action::Other);
-        assert_eq!(with(&["-v", "start"]), Action::Other);
+        assert_eq!(with(&["-v"]), Action::Version);
+        assert_eq!(with(&["-v", "start"]), Action::Version);
+    }
+
+    #[test]
+    fn what_a_person_types_is_answered_not_panicked_on() {
+        for help in [
+            &["--help"][..],
+            &["-h"],
+            &["-help"],
+            &["-id", "x", "--help"],
+        ] {
+            assert_eq!(action(help), Action::Help, "{help:?}");
+        }
+        for version in [&["--version"][..], &["-version"], &["-v"]] {
+            assert_eq!(action(version), Action::Version, "{version:?}");
+        }
+        let Action::Usage(m) = action(&["--bogus"]) else {
+            panic!("an unknown flag is a usage error");
+        };
+        assert!(m.contains("bogus"), "{m}");
+        let Action::Usage(m) = action(&["run", "-namespace", "x"]) else {
+            panic!("an unknown action is a usage error");
+        };
+        assert!(m.contains("unknown action \"run\""), "{m}");
+        let Action::Usage(m) = action(&[]) else {
+            panic!("a daemon without containerd's flags is a usage error");
+        };
+        assert!(m.contains("-namespace, -id and -address"), "{m}");
+        assert!(matches!(
+            action(&["-namespace", "n", "-id", "i"]),
+            Action::Usage(_)
+        ));
+    }
+
+    #[test]
+    fn the_help_names_the_runtime_and_how_to_register_it() {
+        let text = usage("containerd-shim-warden-v1");
+        assert!(text.contains("io.containerd.warden.v1"), "{text}");
+        assert!(text.contains("warden install"), "{text}");
+        assert!(text.contains("/etc/warden/policy.toml"), "{text}");
     }
 
     #[test]
