@@ -458,6 +458,20 @@ namespaces = ["other"]
         }
     }
 
+    /// Admits a pod sandbox's `/pause` with `facts`.
+    fn admit_pause(facts: &Facts, policy: &Policy) -> Admitted {
+        admit(Gathered {
+            facts,
+            policy: Ok(policy),
+            entry: Ok(EntryFacts {
+                path: "/pause".into(),
+                kind: Kind::Elf,
+                digest: None,
+            }),
+        })
+        .unwrap()
+    }
+
     #[test]
     fn only_granted_env_passes_and_a_pod_sandbox_is_native() {
         let policy = Policy::parse(POLICY, "p.toml").unwrap();
@@ -473,16 +487,7 @@ namespaces = ["other"]
             sandbox: true,
             ..facts("team", None)
         };
-        let a = admit(Gathered {
-            facts: &sandbox,
-            policy: Ok(&policy),
-            entry: Ok(EntryFacts {
-                path: "/pause".into(),
-                kind: Kind::Elf,
-                digest: None,
-            }),
-        })
-        .unwrap();
+        let a = admit_pause(&sandbox, &policy);
         assert!(a.grants.native);
         assert!(matches!(a.serve, Serve::Command));
     }
@@ -496,16 +501,7 @@ namespaces = ["other"]
             http_mode: Some("wagi".into()),
             ..facts("team", None)
         };
-        let a = admit(Gathered {
-            facts: &sandbox,
-            policy: Ok(&policy),
-            entry: Ok(EntryFacts {
-                path: "/pause".into(),
-                kind: Kind::Elf,
-                digest: None,
-            }),
-        })
-        .unwrap();
+        let a = admit_pause(&sandbox, &policy);
         assert!(matches!(a.serve, Serve::Command));
         // The pod's module container is still served as WAGI.
         let workload = Facts {

@@ -119,6 +119,24 @@ pub fn policy_with_outbound(name: &str, profile: &str, origin: Option<&str>) -> 
     toml::to_string(&policy).expect("policy serializes")
 }
 
+/// The `http.outbound` denials among audit `records`, each checked to name `origin`.
+pub fn outbound_denials(
+    records: impl IntoIterator<Item = serde_json::Value>,
+    origin: &str,
+) -> Vec<serde_json::Value> {
+    let denials: Vec<serde_json::Value> = records
+        .into_iter()
+        .filter(|r| r["event"] == "deny" && r["rule"] == "http.outbound")
+        .collect();
+    for d in &denials {
+        assert!(
+            d["reason"].as_str().is_some_and(|r| r.contains(origin)),
+            "a denial that does not name {origin}: {d}"
+        );
+    }
+    denials
+}
+
 /// Builds every example (once per process) with `make -C examples`, its images written by
 /// `oci_image` (the `oci-image` binary cargo built for the caller; `None`: make builds it).
 /// Panics with make's output when the build fails.

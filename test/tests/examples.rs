@@ -394,18 +394,7 @@ fn stop(svc: Service<'_>) -> RunResult {
 
 /// The `http.outbound` denials of container `id`, each checked to name `origin`.
 fn outbound_denials(n: &Node, id: &str, origin: &str) -> Vec<Value> {
-    let denials: Vec<Value> = n
-        .records_of(id, "deny")
-        .into_iter()
-        .filter(|r| r["rule"] == "http.outbound")
-        .collect();
-    for d in &denials {
-        assert!(
-            d["reason"].as_str().is_some_and(|r| r.contains(origin)),
-            "{d}"
-        );
-    }
-    denials
+    examples::outbound_denials(n.records_of(id, "deny"), origin)
 }
 
 #[test]
