@@ -469,6 +469,14 @@ impl ContainerState {
     }
 }
 
+/// What an `ExecSync` ran to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
 /// What `ContainerStatus` says about a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerStatus {
@@ -792,6 +800,30 @@ impl Client {
             }),
         )?;
         Ok(())
+    }
+
+    /// `ExecSync`: runs `cmd` in running container `id` (what `kubectl exec` asks for), for
+    /// up to `timeout`.
+    pub fn exec_sync(
+        &mut self,
+        id: &str,
+        cmd: &[&str],
+        timeout: Duration,
+    ) -> Result<ExecResult, CriError> {
+        let mut client = self.runtime.clone();
+        let response = self.call(
+            "ExecSync",
+            client.exec_sync(api::ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            }),
+        )?;
+        Ok(ExecResult {
+            exit_code: response.exit_code,
+            stdout: response.stdout,
+            stderr: response.stderr,
+        })
     }
 
     /// The ids of the containers in pod `pod_id` (`ListContainers`).

@@ -275,3 +275,67 @@ fn a_pod_serving_http_answers_under_its_annotated_profile() {
     assert_eq!(n.audit_of(&id, "start").len(), 1);
     assert_eq!(n.audit_of(&id, "exit").len(), 1);
 }
+
+#[test]
+fn kubectl_exec_into_a_wasm_container_runs_nothing() {
+    // The pod author's way to native code in a running Wasm pod: `kubectl exec`, which is
+    // CRI's ExecSync, with a native binary the image carries beside its module.
+    let mut n = cri_node();
+    n.set_policy("version = 1\n");
+    let image = "localhost/warden-test/http-service-with-native:latest";
+    let g = guests::build_guests();
+    let bytes = std::fs::read(g.http_service()).expect("http-service");
+    let native = std::fs::read(g.native_hello()).expect("native hello");
+    n.containerd.import_image(
+        &ImageBuilder::wasm_rootfs(image, "/http-service.wasm", bytes).file(
+            "/bin/native-hello",
+            native,
+            0o755,
+        ),
+    );
+    let pod = n.pod("exec-0", "default");
+    let pod_id = n.run_pod(&pod);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], warden_test::http::free_port()).into();
+    let c = ContainerSpec::new("web", image).env("WARDEN_HTTP_ADDR", &addr.to_string());
+    let (id, started) = n.create_and_start(&pod_id, &pod, c);
+    let id = id.expect("created");
+    started.unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", n.log()));
+    assert!(
+        warden_test::http::wait_listening(addr, Duration::from_secs(30)),
+        "the pod does not listen on {addr}\n{}",
+        n.log()
+    );
+
+    for cmd in [
+        &["/bin/native-hello"][..],
+        &["/http-service.wasm"],
+        &["/bin/sh", "-c", "id"],
+    ] {
+        let result = n.cri.exec_sync(&id, cmd, Duration::from_secs(10));
+        let error = result.expect_err("ExecSync ran in a Wasm container");
+        eprintln!("ExecSync {cmd:?}: {error}");
+        assert!(
+            error.message().contains("not supported")
+                || error.message().contains("not implemented"),
+            "{cmd:?}: {error}"
+        );
+    }
+    // The refusal changed nothing: the service still answers, and the log holds no output
+    // of the native binary.
+    let r = warden_test::http::get(addr, "/log?msg=after-exec").expect("GET");
+    assert_eq!(r.status, 200, "{r:?}");
+    n.cri
+        .stop_container(&id, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("StopContainer: {e}\n{}", n.log()));
+    let status = n
+        .cri
+        .wait_exited(&id, EXIT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", n.log()));
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    let log = n.container_log(&status.log_path);
+    assert!(!log.contains(HELLO_NATIVE), "the native binary ran: {log}");
+    assert!(log.contains("after-exec"), "{log}");
+    // One container ran, once: the audit log has one start and one exit for it.
+    assert_eq!(n.audit_of(&id, "start").len(), 1, "{:?}", n.audit());
+    assert_eq!(n.audit_of(&id, "exit").len(), 1, "{:?}", n.audit());
+}
