@@ -185,6 +185,20 @@ pub fn open(path: impl AsRef<Path>) -> Result<File, AuditError> {
     ))
 }
 
+/// Opens the log at `path` for reading only (`audit verify`, `head`, `show`), with the same
+/// guards as [`open`]: never through a symlink, never blocking (a FIFO or a device is refused
+/// at once, not read forever), only a regular file.
+pub fn open_for_reading(path: impl AsRef<Path>) -> Result<File, AuditError> {
+    let path = path.as_ref();
+    let target = path.display().to_string();
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(guard_flags())
+        .open(path)
+        .map_err(|e| refused_or_io(path, &target, "open", e))?;
+    checked(file, &target)
+}
+
 /// `O_NOFOLLOW` (a symlink fails with `ELOOP`) and `O_NONBLOCK` (a FIFO or a device must
 /// not block the open; the descriptor is checked and reset right after).
 fn guard_flags() -> i32 {

@@ -26,7 +26,7 @@ mod record;
 mod throttle;
 mod verify;
 
-pub use append::{AuditError, Chain, append, append_to_file, open};
+pub use append::{AuditError, Chain, append, append_to_file, open, open_for_reading};
 pub use display::{escape_for_terminal, escape_json_for_terminal, is_unsafe_for_terminal};
 pub use record::{Record, ZERO_HASH, event, node_name, now_rfc3339, writer};
 pub use throttle::{Admit, DEFAULT_MAX_PER_WINDOW, DEFAULT_WINDOW, Throttle};

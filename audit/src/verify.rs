@@ -294,9 +294,13 @@ pub fn verify_file_pins(path: impl AsRef<Path>, pins: &[Pin]) -> Result<Summary,
 }
 
 fn open_for_verify(path: &Path) -> Result<std::fs::File, VerifyError> {
-    std::fs::File::open(path).map_err(|e| VerifyError {
+    let failed = |error| VerifyError {
         line: 0,
-        kind: VerifyErrorKind::Io(e),
+        kind: VerifyErrorKind::Io(error),
+    };
+    crate::append::open_for_reading(path).map_err(|e| match e {
+        crate::AuditError::Io { error, .. } => failed(error),
+        other => failed(io::Error::other(other.to_string())),
     })
 }
 

@@ -167,3 +167,37 @@ fn many_first_writers_make_one_anchor() {
         assert_eq!(sum.events["anchor"], 1, "round {round}");
     }
 }
+
+#[test]
+fn reading_refuses_what_appending_refuses_and_never_blocks() {
+    // `warden audit verify/head/show --file X` read the log: a FIFO or /dev/zero there
+    // read forever before.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("audit.fifo");
+    mkfifo(&fifo);
+    let target = dir.path().join("real.jsonl");
+    append(&target, &mut record(0)).unwrap();
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let cases: Vec<(std::path::PathBuf, &str)> = vec![
+        (fifo, "a FIFO"),
+        ("/dev/zero".into(), "a character device"),
+        (dir.path().to_owned(), "a directory"),
+        (link, "a symlink"),
+    ];
+    for (path, want) in cases {
+        let p = path.clone();
+        let e = within_10s(move || warden_audit::open_for_reading(&p).unwrap_err());
+        match &e {
+            AuditError::NotRegularFile { what, .. } => assert_eq!(*what, want, "{e}"),
+            other => panic!("{}: {other:?}", path.display()),
+        }
+        let p = path.clone();
+        let e = within_10s(move || verify_file(&p, None).unwrap_err());
+        assert!(e.to_string().contains(want), "{}: {e}", path.display());
+    }
+    // A regular log reads, and a missing one says so.
+    assert_eq!(verify_file(&target, None).unwrap().records, 2);
+    let e = verify_file(dir.path().join("missing"), None).unwrap_err();
+    assert!(e.to_string().contains("No such file"), "{e}");
+}

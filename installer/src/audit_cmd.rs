@@ -5,7 +5,6 @@
 //! [`escape_for_terminal`], JSON through [`escape_json_for_terminal`] (same JSON value).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -422,7 +421,7 @@ pub fn show(args: &ShowArgs, out: &mut dyn Write) -> Result<u8> {
     {
         bail!("--since {s} is after --until {u}");
     }
-    let file = File::open(&args.file)
+    let file = warden_audit::open_for_reading(&args.file)
         .with_context(|| format!("opening the audit log {}", shown(&args.file)))?;
     let reader = BufReader::with_capacity(1 << 20, file);
     let mut rows: Vec<[String; COLUMNS]> = Vec::new();
