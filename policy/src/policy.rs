@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use toml::Spanned;
+use warden_common::input_file::{InputError, Links, POLICY_CAP, read_capped};
 
 use crate::error::{DottedPath, PolicyError, Seg, table_name};
 use crate::locate::{Doc, line_of};
@@ -119,13 +120,35 @@ impl Policy {
     /// An absent file is an error here ([`PolicyError::is_not_found`]); what that means is
     /// the caller's decision (the shim uses [`Policy::strict_only`], `warden policy check`
     /// reports it).
+    ///
+    /// Only a regular file of at most [`POLICY_CAP`] bytes is read: a FIFO there would block
+    /// every create, `/dev/zero` would be read until the shim ran out of memory.
     pub fn load(path: impl AsRef<Path>) -> Result<Policy, PolicyError> {
+        use std::io::{Error, ErrorKind};
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Read {
+        let read = |error| PolicyError::Read {
             file: file.clone(),
             error,
-        })?;
+        };
+        let bytes = match read_capped("policy", path, POLICY_CAP, Links::Follow) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(read(Error::from(ErrorKind::NotFound))),
+            Err(InputError::Io { source, .. }) => return Err(read(source)),
+            Err(InputError::NotRegular { kind, .. }) => {
+                return Err(read(Error::other(format!(
+                    "it is {kind}, not a regular file; warden reads only a regular file here"
+                ))));
+            }
+            Err(InputError::TooLarge { size, cap, .. }) => {
+                return Err(read(Error::other(format!(
+                    "{size} bytes is more than the {cap} bytes warden reads for a policy"
+                ))));
+            }
+            Err(e @ InputError::Symlink { .. }) => return Err(read(Error::other(e.to_string()))),
+        };
+        let text = String::from_utf8(bytes)
+            .map_err(|e| read(Error::new(ErrorKind::InvalidData, e.utf8_error())))?;
         Policy::parse(&text, file)
     }
 

@@ -463,3 +463,51 @@ fn load_reads_files_and_reports_absence() {
     assert_eq!(strict.profiles().count(), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn only_a_regular_policy_file_of_bounded_size_is_read() {
+    // A FIFO at the policy path blocked every create; /dev/zero was read until the shim ran
+    // out of memory. Each is refused at once, and is an error, never a fallback to strict.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, vec![b'#'; (4 << 20) + 1]).unwrap();
+    let binary = dir.path().join("binary.toml");
+    std::fs::write(&binary, b"version = 1\n# \xff\xfe\n").unwrap();
+    let cases = [
+        (fifo, "it is a FIFO, not a regular file"),
+        (
+            "/dev/zero".into(),
+            "it is a character device, not a regular file",
+        ),
+        (
+            dir.path().to_owned(),
+            "it is a directory, not a regular file",
+        ),
+        (big, "4194305 bytes is more than the 4194304 bytes"),
+        (binary, "invalid utf-8"),
+    ];
+    for (path, want) in cases {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Policy::load_or_strict(&p).map(|_| ()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{}: loading blocked", path.display()));
+        let err = got.expect_err("not a policy, and not strict either");
+        assert!(!err.is_not_found(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(want) && text.contains(&path.display().to_string()),
+            "{}: {text}",
+            path.display()
+        );
+    }
+}
