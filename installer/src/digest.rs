@@ -3,9 +3,8 @@
 //! one a user typed or a `.sha256` file holds (`sha256:<hex>` or bare `<hex>`).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -26,14 +25,29 @@ struct Fingerprint {
 static MEMO: Mutex<Option<HashMap<Fingerprint, String>>> = Mutex::new(None);
 
 /// The digest (`sha256:<hex>`) of the file at `path`, read in chunks; `Ok(None)` when it
-/// does not exist.
+/// does not exist. Only a regular file is read: a FIFO or a device put where a file warden
+/// installed was is an error at once, not a read that never ends.
 pub fn of_file(path: &Path) -> io::Result<Option<String>> {
-    let mut file = match File::open(path) {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(warden_common::input_file::O_NONBLOCK | warden_common::input_file::O_CLOEXEC)
+        .open(path);
+    let mut file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {}, not a regular file",
+                path.display(),
+                warden_common::file_kind::kind_of(meta.file_type())
+            ),
+        ));
+    }
     let fingerprint = Fingerprint {
         dev: meta.dev(),
         ino: meta.ino(),
@@ -99,6 +113,25 @@ mod tests {
         assert_eq!(of_file(&path).unwrap(), Some(of_bytes(b"one")));
         std::fs::write(&path, b"two").unwrap();
         assert_eq!(of_file(&path).unwrap(), Some(of_bytes(b"two")));
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("shim");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for (path, kind) in [
+            (fifo.as_path(), "a FIFO"),
+            (Path::new("/dev/zero"), "a character device"),
+            (dir.path(), "a directory"),
+        ] {
+            let e = of_file(path).unwrap_err();
+            assert!(e.to_string().contains(kind), "{e}");
+        }
     }
 
     #[test]
