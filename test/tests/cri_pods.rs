@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cri::{EXIT_TIMEOUT, HANDLER, cri_node, log_lines};
+use common::cri::{HANDLER, cri_node, log_lines};
 use serde_json::Value;
 use warden_cri::{ContainerSpec, ContainerState};
 use warden_test::guests::{self, HELLO_NATIVE, HELLO_WASM, Wasi};
@@ -229,15 +229,11 @@ fn a_pod_serving_http_answers_under_its_annotated_profile() {
         .pod("web-0", "default")
         .annotation("warden.dev/profile", "web");
     let pod_id = n.run_pod(&pod);
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], warden_test::http::free_port()).into();
-    let c = ContainerSpec::new("web", image).env("WARDEN_HTTP_ADDR", &addr.to_string());
-    let (id, started) = n.create_and_start(&pod_id, &pod, c);
-    let id = id.expect("created");
-    started.unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", n.log()));
-    assert!(
-        warden_test::http::wait_listening(addr, Duration::from_secs(30)),
-        "the pod does not listen on {addr}\n{}",
-        n.log()
+    let (id, addr) = n.serve_http(
+        &pod_id,
+        &pod,
+        ContainerSpec::new("web", image),
+        Duration::from_secs(30),
     );
     let r = warden_test::http::get(addr, "/log?msg=hello-from-the-pod").expect("GET");
     assert_eq!(r.status, 200, "{r:?}");
@@ -251,15 +247,7 @@ fn a_pod_serving_http_answers_under_its_annotated_profile() {
     assert_eq!(upstream.seen().len(), 1);
 
     // The kubelet stops a container with SIGTERM: the service drains and exits 0.
-    n.cri
-        .stop_container(&id, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("StopContainer: {e}\n{}", n.log()));
-    let status = n
-        .cri
-        .wait_exited(&id, EXIT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}\n{}", n.log()));
-    assert_eq!(status.exit_code, 0, "{status:?}");
-    let log = n.container_log(&status.log_path);
+    let (_, log) = n.stop_service(&id, Duration::from_secs(20));
     assert!(
         log.lines()
             .any(|l| l.contains(" stdout F ") && l.ends_with("hello-from-the-pod")),
@@ -295,15 +283,11 @@ fn kubectl_exec_into_a_wasm_container_runs_nothing() {
     );
     let pod = n.pod("exec-0", "default");
     let pod_id = n.run_pod(&pod);
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], warden_test::http::free_port()).into();
-    let c = ContainerSpec::new("web", image).env("WARDEN_HTTP_ADDR", &addr.to_string());
-    let (id, started) = n.create_and_start(&pod_id, &pod, c);
-    let id = id.expect("created");
-    started.unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", n.log()));
-    assert!(
-        warden_test::http::wait_listening(addr, Duration::from_secs(30)),
-        "the pod does not listen on {addr}\n{}",
-        n.log()
+    let (id, addr) = n.serve_http(
+        &pod_id,
+        &pod,
+        ContainerSpec::new("web", image),
+        Duration::from_secs(30),
     );
 
     for cmd in [
@@ -324,15 +308,7 @@ fn kubectl_exec_into_a_wasm_container_runs_nothing() {
     // of the native binary.
     let r = warden_test::http::get(addr, "/log?msg=after-exec").expect("GET");
     assert_eq!(r.status, 200, "{r:?}");
-    n.cri
-        .stop_container(&id, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("StopContainer: {e}\n{}", n.log()));
-    let status = n
-        .cri
-        .wait_exited(&id, EXIT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}\n{}", n.log()));
-    assert_eq!(status.exit_code, 0, "{status:?}");
-    let log = n.container_log(&status.log_path);
+    let (_, log) = n.stop_service(&id, Duration::from_secs(20));
     assert!(!log.contains(HELLO_NATIVE), "the native binary ran: {log}");
     assert!(log.contains("after-exec"), "{log}");
     // One container ran, once: the audit log has one start and one exit for it.

@@ -367,37 +367,15 @@ struct Serving {
 /// waits until it listens.
 fn serve(n: &mut CriNode, pod: &Pod, with_profile: bool) -> Serving {
     let (pod_id, spec) = run_sandbox(n, pod, with_profile);
-    let addr: SocketAddr = ([127, 0, 0, 1], http::free_port()).into();
-    let c = pod
-        .container
-        .clone()
-        .env("WARDEN_HTTP_ADDR", &addr.to_string());
-    let (id, started) = n.create_and_start(&pod_id, &spec, c);
-    let container_id = id.expect("created");
-    started.unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", n.log()));
-    assert!(
-        http::wait_listening(addr, LISTEN_TIMEOUT),
-        "{} does not listen on {addr}\n{}",
-        pod.name,
-        n.log()
-    );
+    let (container_id, addr) = n.serve_http(&pod_id, &spec, pod.container.clone(), LISTEN_TIMEOUT);
     Serving { container_id, addr }
 }
 
 /// Stops the service as the kubelet does (`StopContainer`: SIGTERM, then SIGKILL after the
 /// grace period); it drains and exits 0.
 fn stop(n: &mut CriNode, svc: Serving) -> Ran {
-    n.cri
-        .stop_container(&svc.container_id, STOP_GRACE)
-        .unwrap_or_else(|e| panic!("StopContainer: {e}\n{}", n.log()));
-    let status = n
-        .cri
-        .wait_exited(&svc.container_id, STOP_GRACE)
-        .unwrap_or_else(|e| panic!("{e}\n{}", n.log()));
-    let log = n.container_log(&status.log_path);
-    let ran = ran(n, &status, &log);
-    assert_eq!(ran.exit_code, 0, "{:?}\n{}", ran.lines, n.log());
-    ran
+    let (status, log) = n.stop_service(&svc.container_id, STOP_GRACE);
+    ran(n, &status, &log)
 }
 
 /// The `http.outbound` denials among `ran`'s records, each checked to name `origin`.

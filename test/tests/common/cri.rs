@@ -5,11 +5,12 @@
 //! registry either: the pod sandbox image is [`warden_test::sandbox`]'s static pause program,
 //! and `sandbox_image` names it.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
-use warden_cri::{Client, ContainerSpec, CriError, PodSpec};
+use warden_cri::{Client, ContainerSpec, ContainerStatus, CriError, PodSpec};
 use warden_test::containerd::{Containerd, Options};
 use warden_test::containerd_versions::Version;
 use warden_test::guests::{self, Guests, Wasi};
@@ -167,6 +168,45 @@ impl CriNode {
             .wait_exited(&id, EXIT_TIMEOUT)
             .unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
         let log = self.container_log(&status.log_path);
+        (status, log)
+    }
+
+    /// Creates and starts HTTP service `c` in `pod` on a free loopback port
+    /// (`WARDEN_HTTP_ADDR`) and waits up to `listen_timeout` until it listens; returns the
+    /// container id and the address.
+    pub fn serve_http(
+        &mut self,
+        pod_id: &str,
+        pod: &PodSpec,
+        c: ContainerSpec,
+        listen_timeout: Duration,
+    ) -> (String, SocketAddr) {
+        let addr: SocketAddr = ([127, 0, 0, 1], warden_test::http::free_port()).into();
+        let c = c.env("WARDEN_HTTP_ADDR", &addr.to_string());
+        let name = c.name.clone();
+        let (id, started) = self.create_and_start(pod_id, pod, c);
+        let id = id.expect("created");
+        started.unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", self.log()));
+        assert!(
+            warden_test::http::wait_listening(addr, listen_timeout),
+            "{name} does not listen on {addr}\n{}",
+            self.log()
+        );
+        (id, addr)
+    }
+
+    /// Stops service container `id` as the kubelet does (`StopContainer`: SIGTERM, SIGKILL
+    /// after `grace`); asserts that it drained and exited 0; returns its status and CRI log.
+    pub fn stop_service(&mut self, id: &str, grace: Duration) -> (ContainerStatus, String) {
+        self.cri
+            .stop_container(id, grace)
+            .unwrap_or_else(|e| panic!("StopContainer: {e}\n{}", self.log()));
+        let status = self
+            .cri
+            .wait_exited(id, EXIT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
+        let log = self.container_log(&status.log_path);
+        assert_eq!(status.exit_code, 0, "{status:?}\n{log}\n{}", self.log());
         (status, log)
     }
 
