@@ -332,6 +332,9 @@ pub struct ContainerSpec {
     pub mounts: Vec<MountSpec>,
     /// The working directory; empty keeps the image's.
     pub working_dir: String,
+    /// The memory limit the kubelet derives from `resources.limits.memory` (bytes; swap
+    /// limited to the same, as the kubelet does on a node without swap).
+    pub memory_limit: Option<u64>,
 }
 
 impl ContainerSpec {
@@ -373,6 +376,12 @@ impl ContainerSpec {
     /// Adds an annotation.
     pub fn annotation(mut self, key: &str, value: &str) -> ContainerSpec {
         self.annotations.insert(key.into(), value.into());
+        self
+    }
+
+    /// `resources.limits.memory`, in bytes.
+    pub fn memory_limit(mut self, bytes: u64) -> ContainerSpec {
+        self.memory_limit = Some(bytes);
         self
     }
 
@@ -438,7 +447,14 @@ impl ContainerSpec {
                     namespace_options: Some(pod.namespace_options()),
                     ..Default::default()
                 }),
-                ..Default::default()
+                resources: self.memory_limit.map(|bytes| {
+                    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+                    api::LinuxContainerResources {
+                        memory_limit_in_bytes: bytes,
+                        memory_swap_limit_in_bytes: bytes,
+                        ..Default::default()
+                    }
+                }),
             }),
             ..Default::default()
         }

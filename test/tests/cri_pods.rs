@@ -315,3 +315,44 @@ fn kubectl_exec_into_a_wasm_container_runs_nothing() {
     assert_eq!(n.audit_of(&id, "start").len(), 1, "{:?}", n.audit());
     assert_eq!(n.audit_of(&id, "exit").len(), 1, "{:?}", n.audit());
 }
+
+#[test]
+fn the_pods_memory_limit_bounds_a_module_its_profile_leaves_unbounded() {
+    // Under strict the profile sets no memory limit: the pod's `resources.limits.memory`
+    // (the cgroup the kubelet asks for) is the bound. A module that touches more is killed,
+    // and the audit log says how it ended; within the limit the same module runs to its end.
+    let mut n = cri_node();
+    n.set_policy("version = 1\n");
+    let image = n.guest(Wasi::P1, "memory");
+    let limit = 96u64 << 20;
+    let run = |n: &mut common::cri::CriNode, name: &str, mib: &str| {
+        let pod = n.pod(name, "default");
+        let pod_id = n.run_pod(&pod);
+        let c = ContainerSpec::new("memory", &image)
+            .command(["/memory.wasm"])
+            .args([mib])
+            .memory_limit(limit);
+        n.run_to_exit(&pod_id, &pod, c)
+    };
+
+    let (status, log) = run(&mut n, "within", "16");
+    assert_eq!(status.exit_code, 0, "{status:?}\n{log}");
+    assert!(log.contains("done 16 MiB"), "{log}");
+
+    let (status, log) = run(&mut n, "beyond", "400");
+    // The kernel's OOM killer in the container's memory cgroup ended it (SIGKILL). CRI's
+    // reason says `Error`, not `OOMKilled`: the shim does not yet publish containerd's
+    // TaskOOM event (see the README's Status).
+    assert_eq!(status.exit_code, 137, "{status:?}\n{log}");
+    assert!(!log.contains("done 400 MiB"), "{log}");
+    assert!(
+        log.contains("allocated 16 MiB"),
+        "it ran until the limit: {log}"
+    );
+    let exit = n.audit_of(&status.id, "exit");
+    assert_eq!(exit.len(), 1, "{:?}", n.audit());
+    assert_eq!(exit[0]["exit_code"], 137, "{exit:?}");
+    assert_eq!(exit[0]["ended"], "killed", "{exit:?}");
+    let create = n.audit_of(&status.id, "create");
+    assert_eq!(create[0]["grants"], "nothing", "{create:?}");
+}
