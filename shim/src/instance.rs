@@ -27,9 +27,15 @@ use crate::entrypoint::{
 use crate::exit_cell::ExitCell;
 use crate::facts::Facts;
 use crate::launch::{Launch, WasmWorkload, Workload};
+use crate::oom::OomCounter;
 use crate::pid_fd::{PidFd, Status};
 use crate::settings::Settings;
 use crate::{audit, cache, compile, dns, exit_code, grant_paths, report};
+
+/// The reason of an exit record when the kernel's OOM killer ended the container.
+const OOM_KILLED: &str = "killed by the kernel's OOM killer: the container's memory cgroup \
+                          limit was reached (the pod's resources.limits.memory; the profile's \
+                          limits.memory is warden's own and ends a guest with 135)";
 
 pub struct WardenInstance {
     id: String,
@@ -40,15 +46,18 @@ pub struct WardenInstance {
     started: std::sync::Mutex<Option<Instant>>,
     /// The read end of the container's report pipe, until `start` hands it to its reader.
     reports: std::sync::Mutex<Option<File>>,
+    /// The kernel's OOM kill count of the container's memory cgroup, when it can be found.
+    oom: Option<OomCounter>,
 }
 
 impl Instance for WardenInstance {
     async fn new(id: String, cfg: &InstanceConfig) -> Result<Self, SandboxError> {
         let started = Instant::now();
         let (id2, cfg2) = (id.clone(), cfg.clone());
-        let (launch, audit, reports) = tokio::task::spawn_blocking(move || prepare(&id2, &cfg2))
-            .await
-            .map_err(|e| SandboxError::Others(format!("preparing container {id}: {e}")))??;
+        let (launch, audit, reports, oom) =
+            tokio::task::spawn_blocking(move || prepare(&id2, &cfg2))
+                .await
+                .map_err(|e| SandboxError::Others(format!("preparing container {id}: {e}")))??;
         let container = Container::build(launch)
             .map_err(|e| SandboxError::Others(format!("creating container {id}: {e}")))?;
         log::info!("container {id} created in {:?}", started.elapsed());
@@ -60,6 +69,7 @@ impl Instance for WardenInstance {
             audit,
             started: std::sync::Mutex::new(None),
             reports: std::sync::Mutex::new(Some(reports)),
+            oom,
         })
     }
 
@@ -75,6 +85,8 @@ impl Instance for WardenInstance {
             .map_err(|e| unauditable(&e))?;
         let reports = self.reports.lock().ok().and_then(|mut r| r.take());
         let reader = reports.map(|r| spawn_reader(r, &self.audit, &self.audit_log, &pidfd));
+        let oom = self.oom.clone();
+        let oom_before = oom.as_ref().and_then(OomCounter::kills);
         self.container.start()?;
         let t0 = Instant::now();
         if let Ok(mut s) = self.started.lock() {
@@ -107,7 +119,12 @@ impl Instance for WardenInstance {
             let mut rec = ctx.record(event::EXIT);
             rec.exit_code = Some(code.into());
             rec.duration_ms = Some(t0.elapsed().as_millis() as u64);
-            let (ended, reason) = describe_end(status, &summary);
+            // Read before containerd's delete removes the cgroup.
+            let oom_killed = matches!(
+                (oom.as_ref().and_then(OomCounter::kills), oom_before),
+                (Some(after), Some(before)) if after > before
+            );
+            let (ended, reason) = describe_end(status, &summary, oom_killed);
             rec.ended = Some(ended);
             rec.reason = reason;
             if let Err(e) = audit::append(&log_path, rec) {
@@ -185,10 +202,22 @@ fn spawn_reader(
     rx
 }
 
-/// The `ended` field and reason of an exit record, from the process status and what the
-/// runner reported. Only the runner can say that a status is the guest's own choice: a guest
+/// The `ended` field and reason of an exit record, from the process status, what the runner
+/// reported, and whether the kernel's OOM killer acted in the container's memory cgroup
+/// meanwhile. Only the runner can say that a status is the guest's own choice: a guest
 /// calling `exit(137)` ends `guest_exit`, a SIGKILL ends `killed`.
-fn describe_end(status: Status, summary: &report::Summary) -> (String, Option<String>) {
+fn describe_end(
+    status: Status,
+    summary: &report::Summary,
+    oom_killed: bool,
+) -> (String, Option<String>) {
+    let killed_by = |sig: i32| {
+        if oom_killed && sig == libc::SIGKILL {
+            format!("{OOM_KILLED} (signal {sig})")
+        } else {
+            format!("killed by signal {sig}")
+        }
+    };
     let audit_note = |r: Option<String>| {
         if summary.audit_failed {
             Some(format!(
@@ -206,10 +235,7 @@ fn describe_end(status: Status, summary: &report::Summary) -> (String, Option<St
         )
     });
     match (status, &summary.ended) {
-        (Status::Signaled(sig), _) => (
-            "killed".into(),
-            audit_note(Some(format!("killed by signal {sig}"))),
-        ),
+        (Status::Signaled(sig), _) => ("killed".into(), audit_note(Some(killed_by(sig)))),
         (Status::Exited(code) | Status::Code(code), Some((ended, reported, message)))
             if *reported == code =>
         {
@@ -225,10 +251,9 @@ fn describe_end(status: Status, summary: &report::Summary) -> (String, Option<St
         // Only the shell-style code is known (the shim's reaper took the status first) and
         // the runner said nothing: past 128 that is a signal, since a runner that exits on
         // its own always reports first.
-        (Status::Code(code), None) if code > 128 => (
-            "killed".into(),
-            audit_note(Some(format!("killed by signal {}", code - 128))),
-        ),
+        (Status::Code(code), None) if code > 128 => {
+            ("killed".into(), audit_note(Some(killed_by(code - 128))))
+        }
         (Status::Exited(code) | Status::Code(code), _) => {
             ("unreported".into(), audit_note(exit_code::describe(code)))
         }
@@ -237,7 +262,11 @@ fn describe_end(status: Status, summary: &report::Summary) -> (String, Option<St
 
 /// The host-side decision and preparation; blocking (it may compile). Every outcome is
 /// audited before it takes effect: a container warden cannot audit does not run.
-fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, File), SandboxError> {
+/// What `prepare` hands to the instance: the launch for the zygote, the audit context, the
+/// read end of the report pipe, and the container's OOM counter.
+type Prepared = (Launch, audit::Context, File, Option<OomCounter>);
+
+fn prepare(id: &str, cfg: &InstanceConfig) -> Result<Prepared, SandboxError> {
     let settings = Settings::from_env();
     let spec = Spec::load(cfg.bundle.join("config.json"))
         .map_err(|e| SandboxError::InvalidArgument(format!("reading the OCI spec: {e}")))?;
@@ -406,6 +435,11 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
         "container {id}: allowed under profile {profile} ({})",
         ctx.grants.as_deref().unwrap_or("nothing")
     );
+    let oom = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .and_then(|p| OomCounter::for_cgroup(&p.to_string_lossy()));
     Ok((
         Launch {
             id: id.to_string(),
@@ -414,6 +448,7 @@ fn prepare(id: &str, cfg: &InstanceConfig) -> Result<(Launch, audit::Context, Fi
         },
         ctx,
         report_read,
+        oom,
     ))
 }
 
@@ -535,7 +570,7 @@ mod tests {
 
     #[test]
     fn how_a_run_ended_comes_from_the_runner_or_the_signal() {
-        let end = |status, s: &Summary| describe_end(status, s).0;
+        let end = |status, s: &Summary| describe_end(status, s, false).0;
         // The runner's word decides, whatever the code.
         let guest = summary(Some((Ended::GuestExit, 137)));
         assert_eq!(end(Status::Exited(137), &guest), "guest_exit");
@@ -548,8 +583,35 @@ mod tests {
         // A report for another code is not believed.
         let other = summary(Some((Ended::GuestExit, 3)));
         assert_eq!(end(Status::Exited(124), &other), "unreported");
-        let (_, reason) =
-            describe_end(Status::Exited(124), &summary(Some((Ended::GuestExit, 124))));
+        let (_, reason) = describe_end(
+            Status::Exited(124),
+            &summary(Some((Ended::GuestExit, 124))),
+            false,
+        );
         assert_eq!(reason.as_deref(), Some("the guest exited with 124"));
+    }
+
+    #[test]
+    fn an_oom_kill_says_so_and_only_a_kill_does() {
+        for status in [Status::Signaled(9), Status::Code(137)] {
+            let (ended, reason) = describe_end(status, &summary(None), true);
+            assert_eq!(ended, "killed");
+            let reason = reason.unwrap();
+            assert!(
+                reason.starts_with("killed by the kernel's OOM killer"),
+                "{reason}"
+            );
+            assert!(reason.ends_with("(signal 9)"), "{reason}");
+        }
+        // Another signal, or a guest's own exit, is not the OOM killer's.
+        let (_, reason) = describe_end(Status::Signaled(15), &summary(None), true);
+        assert_eq!(reason.as_deref(), Some("killed by signal 15"));
+        let guest = summary(Some((Ended::GuestExit, 137)));
+        assert_eq!(
+            describe_end(Status::Exited(137), &guest, true).0,
+            "guest_exit"
+        );
+        let (_, reason) = describe_end(Status::Signaled(9), &summary(None), false);
+        assert_eq!(reason.as_deref(), Some("killed by signal 9"));
     }
 }

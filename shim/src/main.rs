@@ -26,6 +26,7 @@ mod http_egress;
 mod http_server;
 mod instance;
 mod launch;
+mod oom;
 mod pid_fd;
 mod preopen;
 mod report;

@@ -340,9 +340,9 @@ fn the_pods_memory_limit_bounds_a_module_its_profile_leaves_unbounded() {
     assert!(log.contains("done 16 MiB"), "{log}");
 
     let (status, log) = run(&mut n, "beyond", "400");
-    // The kernel's OOM killer in the container's memory cgroup ended it (SIGKILL). CRI's
-    // reason says `Error`, not `OOMKilled`: the shim does not yet publish containerd's
-    // TaskOOM event (see the README's Status).
+    // The kernel's OOM killer in the container's memory cgroup ended it (SIGKILL), and the
+    // exit record says so. CRI's reason says `Error`, not `OOMKilled`: the shim does not yet
+    // publish containerd's TaskOOM event (see the README's Status).
     assert_eq!(status.exit_code, 137, "{status:?}\n{log}");
     assert!(!log.contains("done 400 MiB"), "{log}");
     assert!(
@@ -353,6 +353,11 @@ fn the_pods_memory_limit_bounds_a_module_its_profile_leaves_unbounded() {
     assert_eq!(exit.len(), 1, "{:?}", n.audit());
     assert_eq!(exit[0]["exit_code"], 137, "{exit:?}");
     assert_eq!(exit[0]["ended"], "killed", "{exit:?}");
+    let reason = exit[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("killed by the kernel's OOM killer"),
+        "{exit:?}"
+    );
     let create = n.audit_of(&status.id, "create");
     assert_eq!(create[0]["grants"], "nothing", "{create:?}");
 }
