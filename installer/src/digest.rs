@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 
 use warden_common::Digest;
+use warden_common::input_file::{InputError, Links, open_regular};
 
 /// What identifies a file's content within one run: any write changes its ctime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,26 +29,13 @@ static MEMO: Mutex<Option<HashMap<Fingerprint, String>>> = Mutex::new(None);
 /// does not exist. Only a regular file is read: a FIFO or a device put where a file warden
 /// installed was is an error at once, not a read that never ends.
 pub fn of_file(path: &Path) -> io::Result<Option<String>> {
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(warden_common::input_file::O_NONBLOCK | warden_common::input_file::O_CLOEXEC)
-        .open(path);
-    let mut file = match opened {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let mut file = match open_regular("file", path, Links::Follow) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        Err(InputError::Io { source, .. }) => return Err(source),
+        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
     };
     let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is {}, not a regular file",
-                path.display(),
-                warden_common::file_kind::kind_of(meta.file_type())
-            ),
-        ));
-    }
     let fingerprint = Fingerprint {
         dev: meta.dev(),
         ino: meta.ino(),

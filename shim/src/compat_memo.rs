@@ -24,6 +24,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use warden_common::durable;
+use warden_common::input_file::{Links, read_capped};
 
 use crate::engine::Flavor;
 
@@ -135,20 +136,10 @@ fn render(identity: &str, key: &str) -> String {
 /// Reads a regular file of at most [`MAX_MEMO_BYTES`], without following a symlink or
 /// blocking on a FIFO.
 fn read_small(path: &Path) -> Option<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_MEMO_BYTES {
-        return None;
-    }
-    let mut text = String::new();
-    file.take(MAX_MEMO_BYTES).read_to_string(&mut text).ok()?;
-    Some(text)
+    let bytes = read_capped("compile cache memo", path, MAX_MEMO_BYTES, Links::Refuse)
+        .ok()
+        .flatten()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// Remembers `key` for this binary and CPU, unless the memo already says so. Whole or

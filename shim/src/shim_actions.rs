@@ -33,11 +33,12 @@ const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 /// its daemon is gone (containerd-shimkit's value).
 const DEAD_SHIM_EXIT_STATUS: u32 = 137;
 
-/// Which invocation the arguments ask for.
-#[derive(Debug, PartialEq, Eq)]
+/// Which invocation the arguments ask for, with containerd's flags for the two handled
+/// here.
+#[derive(Debug)]
 pub enum Action {
-    Start,
-    Delete,
+    Start(Box<Flags>),
+    Delete(Box<Flags>),
     /// The daemon or `-info`: containerd-shimkit's `shim_main`.
     Other,
     /// `-v`, `-version`, `--version`.
@@ -68,8 +69,8 @@ pub fn action_of(args: &[std::ffi::OsString]) -> Action {
         return Action::Other;
     }
     match flags.action.as_str() {
-        "start" => Action::Start,
-        "delete" => Action::Delete,
+        "start" => Action::Start(Box::new(flags)),
+        "delete" => Action::Delete(Box::new(flags)),
         // The daemon: `start` spawns it with these three, always.
         "" if flags.namespace.is_empty() || flags.id.is_empty() || flags.address.is_empty() => {
             Action::Usage(
@@ -121,12 +122,8 @@ containerd's own invocations: `start`, `delete`, `-info`, and the daemon
 pub fn handle(runtime_id: &str, version: &str, args: &[std::ffi::OsString]) -> Option<i32> {
     let binary = warden_common::names::SHIM_BINARY;
     let outcome = match action_of(args.get(1..).unwrap_or_default()) {
-        Action::Start => containerd_shim::parse(&args[1..])
-            .map_err(anyhow::Error::from)
-            .and_then(start),
-        Action::Delete => containerd_shim::parse(&args[1..])
-            .map_err(anyhow::Error::from)
-            .and_then(|flags| delete(&flags)),
+        Action::Start(flags) => start(*flags),
+        Action::Delete(flags) => delete(&flags),
         Action::Other => return None,
         Action::Version => {
             print!("{version}");
@@ -250,12 +247,12 @@ mod tests {
             a.extend_from_slice(tail);
             action(&a)
         };
-        assert_eq!(with(&["start"]), Action::Start);
-        assert_eq!(with(&["delete"]), Action::Delete);
-        assert_eq!(with(&[]), Action::Other, "the daemon");
-        assert_eq!(with(&["-info"]), Action::Other);
-        assert_eq!(with(&["-v"]), Action::Version);
-        assert_eq!(with(&["-v", "start"]), Action::Version);
+        assert!(matches!(with(&["start"]), Action::Start(f) if f.id == "c1"));
+        assert!(matches!(with(&["delete"]), Action::Delete(f) if f.namespace == "k8s.io"));
+        assert!(matches!(with(&[]), Action::Other), "the daemon");
+        assert!(matches!(with(&["-info"]), Action::Other));
+        assert!(matches!(with(&["-v"]), Action::Version));
+        assert!(matches!(with(&["-v", "start"]), Action::Version));
     }
 
     #[test]
@@ -266,10 +263,10 @@ mod tests {
             &["-help"],
             &["-id", "x", "--help"],
         ] {
-            assert_eq!(action(help), Action::Help, "{help:?}");
+            assert!(matches!(action(help), Action::Help), "{help:?}");
         }
         for version in [&["--version"][..], &["-version"], &["-v"]] {
-            assert_eq!(action(version), Action::Version, "{version:?}");
+            assert!(matches!(action(version), Action::Version), "{version:?}");
         }
         let Action::Usage(m) = action(&["--bogus"]) else {
             panic!("an unknown flag is a usage error");
