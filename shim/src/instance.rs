@@ -53,14 +53,25 @@ pub struct WardenInstance {
 impl Instance for WardenInstance {
     async fn new(id: String, cfg: &InstanceConfig) -> Result<Self, SandboxError> {
         let started = Instant::now();
+        // The container's cgroup join waits for a kernel grace period unless one just
+        // passed: that wait runs beside the preparation below (for a daemon's first
+        // container it started with the daemon), until the container is created.
+        let prime = crate::cgroup_prime::for_this_create();
         let (id2, cfg2) = (id.clone(), cfg.clone());
         let (launch, audit, reports, oom) =
             tokio::task::spawn_blocking(move || prepare(&id2, &cfg2))
                 .await
                 .map_err(|e| SandboxError::Others(format!("preparing container {id}: {e}")))??;
+        let prepared = started.elapsed();
         let container = Container::build(launch)
             .map_err(|e| SandboxError::Others(format!("creating container {id}: {e}")))?;
-        log::info!("container {id} created in {:?}", started.elapsed());
+        drop(prime);
+        let total = started.elapsed();
+        log::info!(
+            "container {id} created in {total:?} (warden's preparation {prepared:?}, the \
+             container's processes {:?})",
+            total.saturating_sub(prepared)
+        );
         Ok(Self {
             id,
             container,
@@ -143,8 +154,15 @@ impl Instance for WardenInstance {
 
     async fn delete(&self) -> Result<(), SandboxError> {
         log::info!("deleting container {}", self.id);
+        let started = Instant::now();
         self.container.delete()?;
+        let removed = started.elapsed();
         self.append(self.audit.record(event::DELETE));
+        log::info!(
+            "container {} deleted in {:?} (its processes and cgroups {removed:?})",
+            self.id,
+            started.elapsed()
+        );
         Ok(())
     }
 

@@ -9,6 +9,7 @@ mod admission;
 mod audit;
 mod cache;
 mod cgi;
+mod cgroup_prime;
 mod compat_memo;
 mod compile;
 mod container;
@@ -71,8 +72,16 @@ fn main() {
         version.version,
         version.revision
     );
-    if let Some(code) = shim_actions::handle(RUNTIME, &version_text, &args) {
-        std::process::exit(code);
+    match shim_actions::handle(RUNTIME, &version_text, &args) {
+        shim_actions::Next::Exit(code) => std::process::exit(code),
+        shim_actions::Next::Info => {}
+        shim_actions::Next::Daemon => {
+            // The zygote first, while this is the only thread (`shim_main` finds it made);
+            // then the daemon's first container's cgroup join starts waiting, as early as it
+            // can, beside containerd's create request on its way (see `cgroup_prime`).
+            containerd_shimkit::zygote::Zygote::init();
+            cgroup_prime::start_for_first_container();
+        }
     }
     shim_main::<instance::WardenInstance>(RUNTIME, version, None);
 }

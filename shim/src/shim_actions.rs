@@ -39,8 +39,10 @@ const DEAD_SHIM_EXIT_STATUS: u32 = 137;
 pub enum Action {
     Start(Box<Flags>),
     Delete(Box<Flags>),
-    /// The daemon or `-info`: containerd-shimkit's `shim_main`.
-    Other,
+    /// The long-lived daemon: containerd-shimkit's `shim_main`.
+    Daemon,
+    /// `-info`: containerd-shimkit's `shim_main` too.
+    Info,
     /// `-v`, `-version`, `--version`.
     Version,
     /// `-h`, `-help`, `--help`.
@@ -66,7 +68,7 @@ pub fn action_of(args: &[std::ffi::OsString]) -> Action {
         return Action::Version;
     }
     if flags.info {
-        return Action::Other;
+        return Action::Info;
     }
     match flags.action.as_str() {
         "start" => Action::Start(Box::new(flags)),
@@ -79,7 +81,7 @@ pub fn action_of(args: &[std::ffi::OsString]) -> Action {
                     .into(),
             )
         }
-        "" => Action::Other,
+        "" => Action::Daemon,
         other => Action::Usage(format!(
             "unknown action {:?} (containerd's are start and delete)",
             warden_audit::escape_for_terminal(other)
@@ -115,30 +117,42 @@ containerd's own invocations: `start`, `delete`, `-info`, and the daemon
     )
 }
 
-/// Handles every invocation but the daemon's and `-info`, and returns the process's exit
-/// code; `None` for those two. An error of `start` or `delete` is printed as containerd-shim
-/// prints its own (`warden: ...` on stderr, exit code 1): containerd includes it in the
-/// create's or the cleanup's error. Arguments containerd never passes exit 2.
-pub fn handle(runtime_id: &str, version: &str, args: &[std::ffi::OsString]) -> Option<i32> {
+/// What the process does after [`handle`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Exit with this code: the invocation was answered.
+    Exit(i32),
+    /// Run as the daemon (containerd-shimkit's `shim_main`).
+    Daemon,
+    /// Answer `-info` (containerd-shimkit's `shim_main`).
+    Info,
+}
+
+/// Handles every invocation but the daemon's and `-info`, and says what is left to do. An
+/// error of `start` or `delete` is printed as containerd-shim prints its own (`warden: ...`
+/// on stderr, exit code 1): containerd includes it in the create's or the cleanup's error.
+/// Arguments containerd never passes exit 2.
+pub fn handle(runtime_id: &str, version: &str, args: &[std::ffi::OsString]) -> Next {
     let binary = warden_common::names::SHIM_BINARY;
     let outcome = match action_of(args.get(1..).unwrap_or_default()) {
         Action::Start(flags) => start(*flags),
         Action::Delete(flags) => delete(&flags),
-        Action::Other => return None,
+        Action::Daemon => return Next::Daemon,
+        Action::Info => return Next::Info,
         Action::Version => {
             print!("{version}");
-            return Some(0);
+            return Next::Exit(0);
         }
         Action::Help => {
             print!("{}", usage(binary));
-            return Some(0);
+            return Next::Exit(0);
         }
         Action::Usage(message) => {
             eprintln!("{binary}: {message}\nRun `{binary} --help` for what this binary is.");
-            return Some(2);
+            return Next::Exit(2);
         }
     };
-    Some(match outcome {
+    Next::Exit(match outcome {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("{runtime_id}: {e:#}");
@@ -249,8 +263,8 @@ mod tests {
         };
         assert!(matches!(with(&["start"]), Action::Start(f) if f.id == "c1"));
         assert!(matches!(with(&["delete"]), Action::Delete(f) if f.namespace == "k8s.io"));
-        assert!(matches!(with(&[]), Action::Other), "the daemon");
-        assert!(matches!(with(&["-info"]), Action::Other));
+        assert!(matches!(with(&[]), Action::Daemon), "the daemon");
+        assert!(matches!(with(&["-info"]), Action::Info));
         assert!(matches!(with(&["-v"]), Action::Version));
         assert!(matches!(with(&["-v", "start"]), Action::Version));
     }
