@@ -388,6 +388,7 @@ fn run_inner(
     limits: &Limits,
     forced: Option<ForcedStop>,
 ) -> Outcome {
+    let serving = guest.program.serves_http(guest.serve, engine);
     let runner = match guest.program.into_runner(engine, guest.serve) {
         Ok(r) => r,
         Err(e) => return Outcome::SetupFailed(e),
@@ -406,7 +407,22 @@ fn run_inner(
         service: guest.service,
     };
     let what = runner.describe();
+    // A command's host calls run in this runtime (see `host_call_runtime`); a service brings
+    // its own, one per shard.
+    let runtime = if serving {
+        None
+    } else {
+        match host_call_runtime() {
+            Ok(rt) => Some(rt),
+            Err(e) => return Outcome::SetupFailed(format!("starting the host-call runtime: {e}")),
+        }
+    };
+    let entered = runtime.as_ref().map(tokio::runtime::Runtime::enter);
     let result = runner.run(guest.wasi, env);
+    drop(entered);
+    if let Some(rt) = runtime {
+        rt.shutdown_background();
+    }
     if let Some(watch) = &watch
         && !watch.finish()
     {
@@ -426,6 +442,21 @@ fn run_inner(
         },
         Err(RunError::Guest(e)) => classify_error(&e, &hit),
     }
+}
+
+/// The runtime a command's host calls run in. wasmtime-wasi's synchronous bindings (WASI
+/// preview 1, and preview 2 commands) run each host call on the current tokio runtime, and
+/// without one they build a global multi-thread runtime with one worker thread per core of
+/// the node: 64 threads in the container of a guest printing "hello" on a 64-core node, and
+/// the cgroup and mount tables read to count the cores, on every start. This one has one
+/// worker (it drives timers and I/O; the guest runs on the caller's thread) and the
+/// default pool for blocking calls.
+fn host_call_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("warden-host-calls")
+        .enable_all()
+        .build()
 }
 
 /// Starts the ticker/watchdog thread when the grants bound time.
