@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -39,7 +40,11 @@ const OOM_KILLED: &str = "killed by the kernel's OOM killer: the container's mem
 
 pub struct WardenInstance {
     id: String,
-    container: Container,
+    container: Arc<Container>,
+    /// Whether youki's container (its cgroups, its state directory) has been removed. The
+    /// exit task holds this lock from before containerd learns of the exit until it has
+    /// removed the container; containerd's `Delete` takes it after.
+    removed: Arc<tokio::sync::Mutex<bool>>,
     exit: ExitCell,
     audit_log: PathBuf,
     audit: audit::Context,
@@ -74,7 +79,8 @@ impl Instance for WardenInstance {
         );
         Ok(Self {
             id,
-            container,
+            container: Arc::new(container),
+            removed: Arc::new(tokio::sync::Mutex::new(false)),
             exit: ExitCell::new(),
             audit_log: Settings::from_env().audit_log,
             audit,
@@ -106,6 +112,7 @@ impl Instance for WardenInstance {
         let exit = self.exit.clone();
         let id = self.id.clone();
         let (log_path, ctx) = (self.audit_log.clone(), self.audit.clone());
+        let (container, removed) = (self.container.clone(), self.removed.clone());
         tokio::spawn(async move {
             let _guard = guard;
             let status = match pidfd.wait().await {
@@ -130,7 +137,7 @@ impl Instance for WardenInstance {
             let mut rec = ctx.record(event::EXIT);
             rec.exit_code = Some(code.into());
             rec.duration_ms = Some(t0.elapsed().as_millis() as u64);
-            // Read before containerd's delete removes the cgroup.
+            // Read before the container's cgroup is removed (below).
             let oom_killed = matches!(
                 (oom.as_ref().and_then(OomCounter::kills), oom_before),
                 (Some(after), Some(before)) if after > before
@@ -141,7 +148,20 @@ impl Instance for WardenInstance {
             if let Err(e) = audit::append(&log_path, rec) {
                 log::error!("cannot audit the exit of {id}: {e}");
             }
+            // Taken before containerd learns of the exit, so its Delete waits for the removal
+            // below instead of starting its own.
+            let mut removed = removed.lock_owned().await;
             exit.set((code as u32, Utc::now()));
+            // youki's delete (the cgroups, the state directory) now, while containerd and its
+            // client turn the exit into a Delete request, rather than inside that request.
+            if !*removed {
+                match tokio::task::spawn_blocking(move || container.delete()).await {
+                    Ok(Ok(())) => *removed = true,
+                    // Delete tries again, and reports what fails then.
+                    Ok(Err(e)) => log::warn!("removing container {id} at its exit: {e}"),
+                    Err(e) => log::warn!("removing container {id} at its exit: {e}"),
+                }
+            }
         });
         Ok(pid as u32)
     }
@@ -155,11 +175,22 @@ impl Instance for WardenInstance {
     async fn delete(&self) -> Result<(), SandboxError> {
         log::info!("deleting container {}", self.id);
         let started = Instant::now();
-        self.container.delete()?;
-        let removed = started.elapsed();
+        let mut removed = self.removed.lock().await;
+        let at_exit = *removed;
+        if !at_exit {
+            self.container.delete()?;
+            *removed = true;
+        }
+        drop(removed);
+        let removal = started.elapsed();
         self.append(self.audit.record(event::DELETE));
+        let how = if at_exit {
+            "its processes and cgroups were removed at its exit".to_string()
+        } else {
+            format!("its processes and cgroups {removal:?}")
+        };
         log::info!(
-            "container {} deleted in {:?} (its processes and cgroups {removed:?})",
+            "container {} deleted in {:?} ({how})",
             self.id,
             started.elapsed()
         );

@@ -210,3 +210,100 @@ fn second_run_of_the_same_bytes_is_served_from_the_cache() {
         .collect();
     assert_eq!(artifacts.len(), 1);
 }
+
+/// The directories of container `id`'s cgroup (`ctr`'s default path, `/NAMESPACE/ID`) that
+/// exist: in each cgroup v1 hierarchy, or the one of a cgroup v2 host.
+fn cgroup_dirs_of(namespace: &str, id: &str) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut hierarchies = vec![root.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        hierarchies.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && !p.is_symlink()),
+        );
+    }
+    hierarchies
+        .into_iter()
+        .map(|h| h.join(namespace).join(id))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// Polls `done` every 20 ms for up to `limit`; whether it came true.
+fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+/// A container leaves no cgroup behind. The shim removes youki's container (its cgroups, its
+/// state) as the guest exits, while containerd turns the exit into a delete; the task stays
+/// listed as stopped, containerd's delete afterwards still succeeds, and the audit log still
+/// has the exit before the delete.
+#[test]
+fn an_exited_container_leaves_no_cgroup_and_its_delete_still_succeeds() {
+    let n = node();
+    let c = &n.containerd;
+    let img = n.guest(Wasi::P1, "sleep");
+    let id = c.unique_id("cg");
+    let mut opts = RunOpts::warden().args(["/app.wasm", "2"]);
+    opts.rm = false;
+    opts.extra_flags = vec!["--detach".into()];
+    let r = c.run(&img, &id, opts);
+    assert_eq!(r.code, Some(0), "ctr run --detach: {r:?}");
+
+    // While it runs, its cgroup is there (this test looks in the right place).
+    let running = cgroup_dirs_of(c.namespace(), &id);
+    assert!(
+        !running.is_empty(),
+        "no cgroup /{}/{id} under /sys/fs/cgroup while the container runs",
+        c.namespace()
+    );
+
+    let stopped = || {
+        c.ctr_ok(["tasks", "ls"])
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("STOPPED"))
+    };
+    assert!(
+        eventually(Duration::from_secs(30), stopped),
+        "{}",
+        c.log_tail(40)
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || cgroup_dirs_of(
+            c.namespace(),
+            &id
+        )
+        .is_empty()),
+        "cgroups left after the exit: {:?}",
+        cgroup_dirs_of(c.namespace(), &id)
+    );
+    assert!(
+        stopped(),
+        "the stopped task is still listed until its delete"
+    );
+
+    c.ctr_ok(["tasks", "delete", &id]);
+    c.ctr_ok(["containers", "delete", &id]);
+    assert!(cgroup_dirs_of(c.namespace(), &id).is_empty());
+    let events: Vec<String> = n
+        .audit()
+        .iter()
+        .filter(|r| r["container_id"] == id.as_str())
+        .filter_map(|r| r["event"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        events,
+        ["create", "start", "exit", "delete"],
+        "{:?}",
+        n.audit()
+    );
+}
