@@ -67,22 +67,29 @@ fn design_example_parses() {
     assert_eq!(prof.limits.deadline, None);
 }
 
-/// The ```toml block of a Markdown file of the repository.
-fn toml_block(relative: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
-    let text = std::fs::read_to_string(&path).unwrap();
+/// The policy in the ```toml block of a Markdown file of the repository, parsed, with its
+/// elided digest (`placeholder`) written out in full.
+fn documented_policy(relative: &str, placeholder: &str) -> Policy {
+    // Read at run time: `cargo test` sets it for the test process, and a test binary reused
+    // from a checkout at another path (a shared target directory) must not read that path.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let path = dir.join(relative);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let start = text.find("```toml\n").expect("a toml block") + "```toml\n".len();
     let len = text[start..].find("```").expect("the block's end");
-    text[start..start + len].to_string()
+    let block = text[start..start + len].replace(
+        placeholder,
+        "sha256:4b1c000000000000000000000000000000000000000000000000000000000000",
+    );
+    Policy::parse(&block, relative).unwrap()
 }
 
 #[test]
 fn the_policy_in_design_md_parses_as_it_says() {
-    let text = toml_block("../DESIGN.md").replace(
-        "sha256:...",
-        "sha256:4b1c000000000000000000000000000000000000000000000000000000000000",
-    );
-    let p = Policy::parse(&text, "DESIGN.md").unwrap();
+    let p = documented_policy("../DESIGN.md", "sha256:...");
     assert_eq!(p.namespace_default("payments"), "payments-api");
     assert_eq!(p.namespace_default("other"), STRICT_PROFILE);
     let prof = p.profile("payments-api").unwrap();
@@ -100,11 +107,7 @@ fn the_policy_in_design_md_parses_as_it_says() {
 
 #[test]
 fn the_policy_in_docs_policy_md_parses() {
-    let text = toml_block("../docs/policy.md").replace(
-        "sha256:4b1c...",
-        "sha256:4b1c000000000000000000000000000000000000000000000000000000000000",
-    );
-    let p = Policy::parse(&text, "docs/policy.md").unwrap();
+    let p = documented_policy("../docs/policy.md", "sha256:4b1c...");
     let prof = p.profile("payments-api").unwrap();
     assert_eq!(prof.mounts.len(), 3);
     assert_eq!(prof.limits.fuel, Some(1_000_000));
